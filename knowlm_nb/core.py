@@ -9,11 +9,11 @@ __all__ = ['CJK_FONTS', 'COMMANDS', 'PIPELINE', 'seed_everything', 'pick_device'
            'cached_build', 'in_test', 'in_colab', 'DataFormatError', 'atomic_write', 'write_json', 'read_json',
            'write_jsonl', 'iter_jsonl', 'read_jsonl', 'Report', 'use_cjk_font', 'pipeline', 'main']
 
-# %% ../nbs/00_core.ipynb #ac81a5ed
+# %% ../nbs/00_core.ipynb #b7c584e8
 import os, sys, json, random, time, tempfile, shutil, hashlib, contextlib, argparse, importlib
 from pathlib import Path
 
-# %% ../nbs/00_core.ipynb #0b87420b
+# %% ../nbs/00_core.ipynb #ca178164
 def seed_everything(seed:int=0  # the seed for python, numpy and (when loaded) torch
                    )->int:
     "Seed `random`, `numpy` and, if it is already imported, `torch` (all devices)."
@@ -31,7 +31,7 @@ def seed_everything(seed:int=0  # the seed for python, numpy and (when loaded) t
         if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
     return seed
 
-# %% ../nbs/00_core.ipynb #ce8fd57f
+# %% ../nbs/00_core.ipynb #5cd4cc58
 def pick_device(prefer:str|None=None  # 'cuda', 'mps' or 'cpu'; default: $KNOWLM_NB_DEVICE, else the best available
                )->str:
     "Return the device to train on: cuda > mps > cpu, unless `prefer` or $KNOWLM_NB_DEVICE says otherwise."
@@ -49,7 +49,7 @@ def pick_device(prefer:str|None=None  # 'cuda', 'mps' or 'cpu'; default: $KNOWLM
     if hasattr(torch.backends, 'mps') and torch.backends.mps.is_available(): return 'mps'
     return 'cpu'
 
-# %% ../nbs/00_core.ipynb #993da244
+# %% ../nbs/00_core.ipynb #8aac4065
 def knowlm_home()->Path:
     "The cache directory: $KNOWLM_NB_HOME, else `knowlm_nb` under the user cache dir."
     p = os.environ.get('KNOWLM_NB_HOME')
@@ -57,7 +57,7 @@ def knowlm_home()->Path:
     base = os.environ.get('XDG_CACHE_HOME') or (Path.home()/'.cache')
     return Path(base)/'knowlm_nb'
 
-# %% ../nbs/00_core.ipynb #3d4e4317
+# %% ../nbs/00_core.ipynb #4631cf7e
 @contextlib.contextmanager
 def file_lock(path:str|Path,  # the lock file (created if missing)
               timeout:float=3600  # seconds to wait before giving up
@@ -81,14 +81,14 @@ def file_lock(path:str|Path,  # the lock file (created if missing)
             yield path
     finally: fh.close()
 
-# %% ../nbs/00_core.ipynb #72f0ecec
+# %% ../nbs/00_core.ipynb #7add4d0c
 def stable_hash(obj, n:int=12  # number of hex digits to keep
                )->str:
     "A short hash of a JSON-serialisable `obj`, stable across runs and machines (keys sorted)."
     s = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(s.encode('utf-8')).hexdigest()[:n]
 
-# %% ../nbs/00_core.ipynb #ebc03fda
+# %% ../nbs/00_core.ipynb #fbf54576
 def cached_build(kind:str,  # family of artefact, e.g. 'tokenizer' or 'tiny_lm'
                  key:dict,  # everything the artefact depends on; hashed into its directory name
                  build,  # `build(tmp_dir: Path)` writes the artefact into `tmp_dir`
@@ -113,7 +113,7 @@ def cached_build(kind:str,  # family of artefact, e.g. 'tokenizer' or 'tiny_lm'
             if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
     return final
 
-# %% ../nbs/00_core.ipynb #7352dbf6
+# %% ../nbs/00_core.ipynb #a6d8960a
 def in_test()->bool:
     "True while `nbdev-test` (or pytest with IN_TEST set) runs this code."
     return os.environ.get('IN_TEST', '').strip().lower() not in ('', '0', 'false', 'no')
@@ -122,11 +122,11 @@ def in_colab()->bool:
     "True inside Google Colab."
     return 'google.colab' in sys.modules or 'COLAB_RELEASE_TAG' in os.environ
 
-# %% ../nbs/00_core.ipynb #66d809ea
+# %% ../nbs/00_core.ipynb #a073d641
 class DataFormatError(ValueError):
     "A record or file is not in the expected format; the message names the file, line and field."
 
-# %% ../nbs/00_core.ipynb #c708e43f
+# %% ../nbs/00_core.ipynb #2f0bbdbe
 @contextlib.contextmanager
 def atomic_write(path:str|Path,  # the file to (re)write
                  mode:str='w',  # 'w' for text (utf-8) or 'wb' for bytes
@@ -143,7 +143,7 @@ def atomic_write(path:str|Path,  # the file to (re)write
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
-# %% ../nbs/00_core.ipynb #183f6424
+# %% ../nbs/00_core.ipynb #64ecafe2
 def write_json(path:str|Path,  # destination
                obj,  # any JSON-serialisable object
                indent:int|None=1  # pretty-printing indent (None: one line)
@@ -162,7 +162,7 @@ def read_json(path:str|Path  # a JSON file
     try: return json.loads(text)
     except json.JSONDecodeError as e: raise DataFormatError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
 
-# %% ../nbs/00_core.ipynb #933c44d3
+# %% ../nbs/00_core.ipynb #9ee9ec1e
 def write_jsonl(path:str|Path,  # destination
                 records,  # an iterable of JSON-serialisable dicts
                )->int:
@@ -196,7 +196,7 @@ def read_jsonl(path:str|Path,  # a JSONL file
     "Read a whole JSONL file into a list (see `iter_jsonl` for the checks)."
     return list(iter_jsonl(path, required))
 
-# %% ../nbs/00_core.ipynb #9d53a054
+# %% ../nbs/00_core.ipynb #25eb51b6
 class Report:
     "Collects Markdown sections, tables and matplotlib figures, and writes `report.md` with `figures/*.png`."
     def __init__(self, out:str|Path,  # output directory
@@ -241,7 +241,7 @@ class Report:
         write_json(self.out/'metrics.json', self.metrics)
         return self.out/'report.md'
 
-# %% ../nbs/00_core.ipynb #f11cbce6
+# %% ../nbs/00_core.ipynb #746999b3
 CJK_FONTS = ['WenQuanYi Micro Hei', 'WenQuanYi Zen Hei', 'Noto Sans CJK SC', 'Noto Sans CJK JP', 'Source Han Sans SC',
              'SimHei', 'Microsoft YaHei', 'PingFang SC', 'Heiti SC', 'AR PL UMing CN']
 
@@ -258,7 +258,7 @@ def use_cjk_font()->str|None:
             return name
     return None
 
-# %% ../nbs/00_core.ipynb #13d7d3e8
+# %% ../nbs/00_core.ipynb #8a451d54
 COMMANDS = {
     'world':  ('knowlm_nb.world:cli_world', 'generate the toy knowledge world and write every dataset as JSONL'),
     'models': ('knowlm_nb.models:cli_models', 'train the world tokenizer, list or inspect the registered models'),
@@ -270,7 +270,7 @@ def _resolve(spec:str):
     mod, fn = spec.split(':')
     return getattr(importlib.import_module(mod), fn)
 
-# %% ../nbs/00_core.ipynb #8def8d95
+# %% ../nbs/00_core.ipynb #6e2e21fa
 def pipeline(out:str|Path='report',  # directory for the report, figures and datasets
              seed:int=0,  # seed of the toy world and of every training run
              stages:list|None=None  # names of the stages to run (default: all in `PIPELINE`)
@@ -293,7 +293,7 @@ def pipeline(out:str|Path='report',  # directory for the report, figures and dat
     report.section('Timings'); report.table(timings)
     return report.write()
 
-# %% ../nbs/00_core.ipynb #72372f12
+# %% ../nbs/00_core.ipynb #17bf459c
 def main(argv:list|None=None  # command-line arguments (default: sys.argv[1:])
         )->int:
     "Entry point of the `knowlm-nb` console command."

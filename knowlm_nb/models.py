@@ -10,14 +10,14 @@ __all__ = ['SPECIAL_TOKENS', 'MODEL_REGISTRY', 'train_tokenizer', 'world_tokeniz
            'ModelUnavailableError', 'load_tokenizer', 'load_model', 'generate', 'tokenizer_stats', 'plot_token_lengths',
            'tokenizer_demo', 'cli_models', 'pipeline_models']
 
-# %% ../nbs/02_models.ipynb #596b8c2e
+# %% ../nbs/02_models.ipynb #5537f4eb
 import os, sys, time, json, shutil, socket, tempfile, argparse
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from .core import cached_build, seed_everything, pick_device, stable_hash, write_json, knowlm_home
 from .world import WorldConfig, make_world, pretrain_documents
 
-# %% ../nbs/02_models.ipynb #6af0ddfe
+# %% ../nbs/02_models.ipynb #e96664e6
 SPECIAL_TOKENS = {'pad_token': '<|pad|>', 'bos_token': '<|bos|>', 'eos_token': '<|eos|>'}
 
 def train_tokenizer(texts,  # an iterable of strings (or a list): the training corpus
@@ -39,7 +39,7 @@ def train_tokenizer(texts,  # an iterable of strings (or a list): the training c
     return PreTrainedTokenizerFast(tokenizer_object=tok, clean_up_tokenization_spaces=False, model_max_length=model_max_length,
                                    padding_side='right', **SPECIAL_TOKENS)
 
-# %% ../nbs/02_models.ipynb #e6458720
+# %% ../nbs/02_models.ipynb #d7d4207f
 def world_tokenizer(config:WorldConfig|None=None,  # the world whose pretraining documents train the tokenizer
                     vocab_size:int=4096  # vocabulary size
                    ):
@@ -51,7 +51,7 @@ def world_tokenizer(config:WorldConfig|None=None,  # the world whose pretraining
         train_tokenizer([x['text'] for x in docs], vocab_size=vocab_size).save_pretrained(d)
     return load_tokenizer(str(cached_build('tokenizer', key, build)))
 
-# %% ../nbs/02_models.ipynb #a47e7df9
+# %% ../nbs/02_models.ipynb #5431ad0d
 def tiny_config(arch:str='llama',  # 'llama' or 'qwen2'
                 vocab_size:int|None=None,  # vocabulary size (default: the tokenizer's, else 4096)
                 hidden_size:int=128,  # model width
@@ -98,7 +98,7 @@ def n_params(model, trainable:bool=False)->int:
     "Number of (trainable) parameters of `model`."
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
 
-# %% ../nbs/02_models.ipynb #20e3a325
+# %% ../nbs/02_models.ipynb #d0e7511d
 def save_model(model, tokenizer, path:str|Path  # destination directory (replaced if it exists)
               )->Path:
     "Save `model` (safetensors) and `tokenizer` into `path` atomically; return `path`."
@@ -113,7 +113,7 @@ def save_model(model, tokenizer, path:str|Path  # destination directory (replace
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
     return path
 
-# %% ../nbs/02_models.ipynb #ebd1c23e
+# %% ../nbs/02_models.ipynb #8acc545f
 @dataclass(frozen=True)
 class ModelCard:
     "A published model: where it lives and how to prompt it."
@@ -144,7 +144,7 @@ def resolve_model(name_or_path:str  # registry name, local directory or hub id
     card = MODEL_REGISTRY.get(str(name_or_path).lower())
     return card.hub_id if card else str(name_or_path)
 
-# %% ../nbs/02_models.ipynb #f4970c29
+# %% ../nbs/02_models.ipynb #7da2e727
 class ModelUnavailableError(OSError):
     "A model or tokenizer could not be found locally and the hub cannot be reached."
 
@@ -204,7 +204,7 @@ def load_model(name_or_path:str,  # registry name, local directory or hub id
     if not quantization and 'device_map' not in kwargs: model = model.to(device)
     return model.eval()
 
-# %% ../nbs/02_models.ipynb #a650ba44
+# %% ../nbs/02_models.ipynb #36c2539c
 def generate(model, tokenizer,
              prompts,  # a string or a list of strings
              max_new_tokens:int=32,  # most tokens to add
@@ -236,7 +236,7 @@ def generate(model, tokenizer,
             cut = min([t.find(s) for s in stop if s in t] or [len(t)]); texts[i] = t[:cut]
     return texts
 
-# %% ../nbs/02_models.ipynb #793091f1
+# %% ../nbs/02_models.ipynb #1d9b24dd
 def tokenizer_stats(tokenizer, docs:list  # records with 'text' and 'lang'
                    )->dict:
     "Per language: documents, characters, tokens, tokens per character, and round-trip failures."
@@ -257,7 +257,7 @@ def plot_token_lengths(stats:dict):
     ax.set_xlabel('tokens per document'); ax.set_ylabel('documents'); ax.legend(); fig.tight_layout()
     return fig
 
-# %% ../nbs/02_models.ipynb #fd4917b8
+# %% ../nbs/02_models.ipynb #1a2b523a
 def tokenizer_demo(tokenizer=None):
     "An ipywidgets box: type text, see its tokens and whether it round-trips."
     import ipywidgets as W
@@ -272,7 +272,7 @@ def tokenizer_demo(tokenizer=None):
     box.observe(show, 'value'); show()
     return W.VBox([box, out])
 
-# %% ../nbs/02_models.ipynb #0cfe8873
+# %% ../nbs/02_models.ipynb #4a3cf77a
 def cli_models(argv:list|None=None):
     "`knowlm-nb models`: list the registry, train the world tokenizer, or save a tiny model."
     p = argparse.ArgumentParser(prog='knowlm-nb models', description=cli_models.__doc__)

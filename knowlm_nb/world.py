@@ -11,14 +11,14 @@ __all__ = ['SYLLABLES', 'ORG_KINDS', 'INVENTION_ADJ', 'INVENTION_NOUN', 'FIELDS'
            'qa_pairs', 'kb_passages', 'alpaca_records', 'knowrl_items', 'ie_examples', 'edit_cases', 'validate_record',
            'generate_datasets', 'write_world', 'plot_world', 'world_demo', 'cli_world', 'pipeline_world']
 
-# %% ../nbs/01_world.ipynb #8f1817b0
+# %% ../nbs/01_world.ipynb #38af11a9
 import random, json, hashlib, argparse, time
 from collections import Counter
 from dataclasses import dataclass, field, asdict, fields as dc_fields
 from pathlib import Path
 from .core import write_jsonl, write_json, DataFormatError, stable_hash
 
-# %% ../nbs/01_world.ipynb #03545d51
+# %% ../nbs/01_world.ipynb #031204b8
 SYLLABLES = [('ka','卡'),('lo','洛'),('ren','仁'),('mi','米'),('sa','萨'),('to','托'),('vin','文'),('da','达'),
              ('el','埃'),('na','纳'),('ri','里'),('so','索'),('ta','塔'),('ve','维'),('mo','莫'),('li','利'),
              ('an','安'),('bel','贝'),('cor','科'),('du','杜'),('fa','法'),('gra','格'),('hal','哈'),('ir','伊'),
@@ -35,7 +35,7 @@ FIELDS = [('physics','物理学'),('chemistry','化学'),('astronomy','天文学
           ('engineering','工程学'),('botany','植物学'),('geology','地质学'),('linguistics','语言学'),('music','音乐')]
 LANGS = ('en', 'zh')
 
-# %% ../nbs/01_world.ipynb #bff62feb
+# %% ../nbs/01_world.ipynb #894a3d63
 @dataclass(frozen=True)
 class Relation:
     "A relation of the world: its types, kind and verbalisers."
@@ -125,7 +125,7 @@ RELATIONS = {r.name: r for r in [
        symmetric=True),
 ]}
 
-# %% ../nbs/01_world.ipynb #12795cc0
+# %% ../nbs/01_world.ipynb #4ec2303b
 class WorldConfigError(ValueError):
     "A `WorldConfig` field is out of range; the message names the field and the expected range."
 
@@ -158,7 +158,7 @@ class WorldConfig:
         if len(sp) != 3 or any((not isinstance(x, (int, float))) or x < 0 for x in sp) or abs(sum(sp) - 1) > 1e-9 or sp[0] == 0:
             raise WorldConfigError(f"WorldConfig.split must be three non-negative shares (train > 0) summing to 1, got {self.split!r}")
 
-# %% ../nbs/01_world.ipynb #588353cd
+# %% ../nbs/01_world.ipynb #2abb2e76
 @dataclass(frozen=True)
 class Entity:
     "An entity of the world with its English and Chinese names."
@@ -177,7 +177,7 @@ class Fact:
     o:str  # object entity id
     split:str='train'  # 'train', 'validation' or 'test'
 
-# %% ../nbs/01_world.ipynb #428e09ab
+# %% ../nbs/01_world.ipynb #69edbfee
 class World:
     "A generated knowledge graph: entities, facts and lookups."
     def __init__(self, config:WorldConfig, entities:dict, facts:list):
@@ -215,7 +215,7 @@ def _unique_names(rng, n, n_syl, used):
 def _en(idx): return ''.join(SYLLABLES[i][0] for i in idx).capitalize()
 def _zh(idx): return ''.join(SYLLABLES[i][1] for i in idx)
 
-# %% ../nbs/01_world.ipynb #c8b5700e
+# %% ../nbs/01_world.ipynb #67c19cc3
 def make_world(config:WorldConfig|None=None,  # sizes and seed (default `WorldConfig()`)
                **kwargs  # or the config's fields directly, e.g. `seed=3, n_people=50`
               )->World:
@@ -286,7 +286,7 @@ def make_world(config:WorldConfig|None=None,  # sizes and seed (default `WorldCo
     facts = [Fact(f"f{i:05d}", s, r, o, split_of[i]) for i, (s, r, o) in enumerate(triples)]
     return World(config, ents, facts)
 
-# %% ../nbs/01_world.ipynb #b6acc4ae
+# %% ../nbs/01_world.ipynb #e8656e64
 def check_world(world:World)->list:
     "Return a list of human-readable violations of the world's consistency rules (empty when consistent)."
     bad, E = [], world.entities
@@ -319,7 +319,7 @@ def check_world(world:World)->list:
         bad += [f"name {n!r} ({lang}) is used by {c} entities" for n, c in names.items() if c > 1]
     return bad
 
-# %% ../nbs/01_world.ipynb #369c6a71
+# %% ../nbs/01_world.ipynb #7e0b2abf
 def render(template:str,  # a template with `{s}` and `{o}`
            s:str,  # subject text
            o:str|None  # object text (None: cut the sentence before the object)
@@ -352,7 +352,7 @@ def recall_prompt(world:World, fact:Fact, lang:str='en', template:str|None=None)
     r = RELATIONS[fact.r]
     return render(template or r.train[lang][0], world.name(fact.s, lang), None)[0]
 
-# %% ../nbs/01_world.ipynb #359949d0
+# %% ../nbs/01_world.ipynb #03751a34
 def _subject_facts(world):
     by = {}
     for f in world.facts:
@@ -384,7 +384,7 @@ def pretrain_documents(world:World,  # the world
                              'entity': eid, 'text': (' ' if lang == 'en' else '').join(sents)})
     return docs
 
-# %% ../nbs/01_world.ipynb #00c385f9
+# %% ../nbs/01_world.ipynb #73004b70
 def fact_records(world:World)->list:
     "Every fact with its names in both languages, its split and its train/held-out recall prompts."
     out = []
@@ -416,7 +416,7 @@ def _fill(q, s):
     t = q.replace('{s}', s)
     return t[0].upper() + t[1:] if t[0].isascii() and t[0].islower() else t
 
-# %% ../nbs/01_world.ipynb #2d76882e
+# %% ../nbs/01_world.ipynb #84fe9879
 OPEN_BOOK = {'en': "Answer the question using the passage.\nQuestion: {q}", 'zh': "根据给定的段落回答问题。\n问题：{q}"}
 
 def kb_passages(world:World)->list:
@@ -445,7 +445,7 @@ def knowrl_items(world:World)->list:
              'relation': q['relation'], 'fact_id': q['fact_id'], 'split': q['split']}
             for q in qa_pairs(world) if q['question'] == _fill(RELATIONS[q['relation']].questions[q['lang']][0], q['subject'])]
 
-# %% ../nbs/01_world.ipynb #077ae801
+# %% ../nbs/01_world.ipynb #c6df766f
 EVENTS = {  # relation -> (event type, {lang: trigger word}, subject role, object role)
     'born_in': ('Birth', {'en': 'born', 'zh': '出生'}, 'person', 'place'),
     'birth_year': ('Birth', {'en': 'born', 'zh': '出生'}, 'person', 'time'),
@@ -492,7 +492,7 @@ def ie_examples(world:World, max_facts:int=3)->list:
                             'relations': rels, 'events': evs, 'fact_ids': [f.id for f in g], 'split': split})
     return out
 
-# %% ../nbs/01_world.ipynb #5629abd4
+# %% ../nbs/01_world.ipynb #3b4317e8
 PORTABILITY = {  # edited relation -> (second hop relation, {lang: two-hop prompt})
     'born_in': ('located_in', {'en': "The country in which {s} was born is", 'zh': "{s}出生的城市所在的国家是"}),
     'works_for': ('founded_by', {'en': "The founder of the organisation that employs {s} is", 'zh': "{s}所在机构的创始人是"}),
@@ -522,7 +522,7 @@ def edit_cases(world:World)->list:
                         'portability_old_answer': nm(old2[0])})
     return out
 
-# %% ../nbs/01_world.ipynb #7e3277fa
+# %% ../nbs/01_world.ipynb #045bd1eb
 FORMATS = {
     'pretrain': {'id': str, 'title': str, 'lang': str, 'text': str},
     'pretrain_heldout': {'id': str, 'title': str, 'lang': str, 'text': str},
@@ -568,7 +568,7 @@ def validate_record(rec:dict,  # the record
                 if T[a['start']:a['end']] != a['text']: raise DataFormatError(f"{at}events[{i}] span {j} does not match the text")
     return rec
 
-# %% ../nbs/01_world.ipynb #5a835093
+# %% ../nbs/01_world.ipynb #63556c26
 def generate_datasets(world:World)->dict:
     "Every dataset of the world, by name (see `FORMATS`)."
     return {'pretrain': pretrain_documents(world), 'pretrain_heldout': pretrain_documents(world, heldout=True),
@@ -599,7 +599,7 @@ def write_world(out:str|Path,  # output directory
     write_json(out/'manifest.json', manifest)
     return manifest
 
-# %% ../nbs/01_world.ipynb #30248c4f
+# %% ../nbs/01_world.ipynb #29556be2
 def plot_world(world:World):
     "Bar chart of facts per relation, stacked by split."
     import matplotlib.pyplot as plt
@@ -613,7 +613,7 @@ def plot_world(world:World):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/01_world.ipynb #55e1bf54
+# %% ../nbs/01_world.ipynb #c2108387
 def world_demo(world:World|None=None):
     "An ipywidgets explorer: choose an entity and a language, see its facts and its passage."
     import ipywidgets as W
@@ -629,7 +629,7 @@ def world_demo(world:World|None=None):
     ent.observe(show, 'value'); lang.observe(show, 'value'); show()
     return W.VBox([W.HBox([ent, lang]), out])
 
-# %% ../nbs/01_world.ipynb #dc4f4946
+# %% ../nbs/01_world.ipynb #b63f03b2
 def cli_world(argv:list|None=None):
     "`knowlm-nb world`: write every dataset of the toy world as JSONL with a manifest."
     p = argparse.ArgumentParser(prog='knowlm-nb world', description=cli_world.__doc__)

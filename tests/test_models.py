@@ -1,0 +1,82 @@
+"Tokenizer round trip, HF parity of what we save, loading errors, quantised loading, generation."
+import os
+import pytest
+from hypothesis import given, settings, strategies as st, HealthCheck
+
+torch = pytest.importorskip('torch')
+from knowlm_nb.models import (train_tokenizer, world_tokenizer, tiny_config, build_model, save_model, load_model, load_tokenizer,
+                              generate, ModelUnavailableError, resolve_model, MODEL_REGISTRY, n_params)
+from knowlm_nb.world import make_world, pretrain_documents
+
+@pytest.fixture(scope='module')
+def tok(): return world_tokenizer()
+
+MIXED = ["卡洛·仁米出生于萨托城。Kalo Renmi was born in Sator.", "𠀀𠀁𪚥𫠝 鿿 〇 㐀", "emoji 🙂👍🏽 ZWJ 👩‍👩‍👧 and e\u0301 combining",
+         "  leading, trailing and\ttabs\n\nnewlines  ", "a . b , c ! ?", "全角：ＡＢＣ１２３，「引号」『书名』", "\x00\x01 control \u200b zero-width",
+         "Ελληνικά русский العربية हिन्दी 한국어 日本語"]
+
+@pytest.mark.parametrize('text', MIXED)
+def test_round_trip_fixed(tok, text):
+    ids = tok(text, add_special_tokens=False)['input_ids']
+    assert tok.decode(ids) == text
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(alphabet=st.characters(blacklist_categories=('Cs',)), max_size=60))
+def test_round_trip_any_text(tok, text):
+    assert tok.decode(tok(text, add_special_tokens=False)['input_ids']) == text
+
+def test_tokenizer_learned_chinese_and_english(tok):
+    # frequent world words become single tokens: the vocabulary really was trained on the world
+    assert len(tok('出生于', add_special_tokens=False)['input_ids']) <= 2
+    assert len(tok(' born', add_special_tokens=False)['input_ids']) == 1
+
+@pytest.mark.parametrize('arch', ['llama', 'qwen2'])
+def test_saved_model_reloads_through_auto_classes(tmp_path, tok, arch):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    m = build_model(tiny_config(arch, tokenizer=tok, hidden_size=64, n_layers=2, n_heads=4, n_kv_heads=2), seed=1).eval()
+    save_model(m, tok, tmp_path/'m')
+    assert (tmp_path/'m'/'model.safetensors').exists() and not list((tmp_path/'m').glob('*.bin'))
+    m2 = AutoModelForCausalLM.from_pretrained(tmp_path/'m').eval(); t2 = AutoTokenizer.from_pretrained(tmp_path/'m')
+    text = MIXED[0] + MIXED[1]
+    ids = tok(text, add_special_tokens=False)['input_ids']
+    assert t2(text, add_special_tokens=False)['input_ids'] == ids
+    assert (t2.bos_token_id, t2.eos_token_id, t2.pad_token_id) == (tok.bos_token_id, tok.eos_token_id, tok.pad_token_id)
+    with torch.no_grad():
+        a, b = m(torch.tensor([ids])).logits, m2(torch.tensor([ids])).logits
+    assert torch.equal(a, b)
+    assert type(m2).__name__ == ('LlamaForCausalLM' if arch == 'llama' else 'Qwen2ForCausalLM')
+
+def test_offline_hub_id_gives_one_clear_sentence(monkeypatch):
+    monkeypatch.setenv('HF_HUB_OFFLINE', '1')
+    with pytest.raises(ModelUnavailableError) as e: load_model('zjunlp/OneKE')
+    msg = str(e.value)
+    assert "'zjunlp/OneKE'" in msg and 'offline' in msg and 'local' in msg and e.value.__cause__ is None
+    with pytest.raises(ModelUnavailableError, match="tokenizer 'oneke'"): load_tokenizer('oneke')
+
+def test_missing_local_path():
+    with pytest.raises(ModelUnavailableError, match='does not exist'): load_model('./definitely/not/here')
+
+def test_registry():
+    assert resolve_model('Xunzi-Yayun-R1') == MODEL_REGISTRY['xunzi-yayun-r1'].hub_id
+    assert all('{instruction}' in c.template for c in MODEL_REGISTRY.values())
+
+def test_bad_sizes():
+    with pytest.raises(ValueError, match='vocab_size'): train_tokenizer(['abc'], vocab_size=100)
+    with pytest.raises(ValueError, match='divisible'): tiny_config(hidden_size=130, n_heads=4)
+    with pytest.raises(ValueError, match='quantization'): load_model('x', quantization='3bit')
+
+def test_4bit_load_and_generate_on_cpu(tmp_path, tok):
+    pytest.importorskip('bitsandbytes')
+    m = build_model(tiny_config('llama', tokenizer=tok, hidden_size=64, n_layers=2), seed=0)
+    save_model(m, tok, tmp_path/'m')
+    q = load_model(tmp_path/'m', quantization='4bit', device='cpu')
+    assert 'Linear4bit' in type(q.model.layers[0].self_attn.q_proj).__name__
+    out = generate(q, tok, ['Kalo Renmi was born in', '卡洛'], max_new_tokens=4)
+    assert len(out) == 2 and all(isinstance(o, str) for o in out)
+
+def test_generate_batch_equals_single(tmp_path, tok):
+    m = build_model(tiny_config('qwen2', tokenizer=tok, hidden_size=64, n_layers=2), seed=0).eval()
+    prompts = ['Kalo Renmi was born in', '卡洛·仁米的出生地是']
+    batch = generate(m, tok, prompts, max_new_tokens=6)
+    assert batch == [generate(m, tok, p, max_new_tokens=6)[0] for p in prompts]
+    if batch[0]: assert generate(m, tok, prompts[0], max_new_tokens=6, stop=[batch[0][:1]])[0] == ''
