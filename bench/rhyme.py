@@ -1,0 +1,80 @@
+"""Throughput of the rhyme scorer on 唐诗三百首 + the 全唐诗 sample, beside pingshui_rhyme's own checker.
+
+Run: `.venv/bin/python bench/rhyme.py [--repeats 5] [--data ../shared/data/poetry]`. One process, one core.
+Prints a table: what was measured, on how many poems, the median of N runs (poems/s), and the ratio to
+pingshui_rhyme's `PoemStructureChecker` (check_poem_rhyming + check_poem_pingze_meter) on the same poems.
+"""
+import argparse, os, platform, statistics, sys, time, types
+from pathlib import Path
+
+
+def _shim_pkg_resources():
+    "pingshui_rhyme imports pkg_resources (gone from setuptools >= 81) only for `resource_filename`: provide that one function."
+    try:
+        import pkg_resources  # noqa: F401
+        return False
+    except ImportError:
+        import importlib.resources
+        mod = types.ModuleType('pkg_resources')
+        mod.resource_filename = lambda pkg, name: str(importlib.resources.files(pkg.rpartition('.')[0] or pkg)/name)
+        sys.modules['pkg_resources'] = mod
+        return True
+
+
+def timed(fn, items, repeats):
+    "Median poems/s of `fn` over `items`, `repeats` runs."
+    rates = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for x in items: fn(x)
+        rates.append(len(items) / (time.perf_counter() - t0))
+    return statistics.median(rates)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument('--repeats', type=int, default=5)
+    p.add_argument('--data', default=None, help='chinese-poetry directory (default: ../shared/data/poetry)')
+    a = p.parse_args(argv)
+    t0 = time.perf_counter()
+    import knowlm_nb.rhyme as R
+    t_import = time.perf_counter() - t0
+    torch_loaded = 'torch' in sys.modules
+    root = R.find_poetry_dir(a.data or Path(__file__).resolve().parents[2]/'shared'/'data'/'poetry')
+    if root is None:
+        print('bench/rhyme.py: no chinese-poetry data (../shared/data/poetry); nothing to measure'); return 0
+    poems = R.load_poems(root/'tangshi300_quantangshi.json'); n_ts = len(poems)
+    poems += [q for f in sorted((root/'quantangshi_sample').glob('poet.tang.*.json')) for q in R.load_poems(f)]
+    texts = ['\n'.join(q['paragraphs']) for q in poems]
+    t0 = time.perf_counter(); R.pingshui_table(); R.word_classes(); t_load = time.perf_counter() - t0
+    for t in texts: R.score_poem(t)  # warm: variants learnt, caches filled
+    full = timed(lambda t: R.score_poem(t), texts, a.repeats)
+    struct = timed(lambda t: R.score_poem(t, antithesis=False), texts, a.repeats)
+    shim = _shim_pkg_resources()
+    try:
+        from pingshui_rhyme import PoemStructureChecker
+        chk = PoemStructureChecker()
+        errors = []
+        def theirs(t):
+            try: chk.check_poem_rhyming(t); chk.check_poem_pingze_meter(t)
+            except Exception as e: errors.append(type(e).__name__)  # it raises on some real poems (e.g. IndexError on short lines)
+        ref = timed(theirs, texts, a.repeats)
+        if errors: print(f"note: pingshui_rhyme raised on {len(errors) // a.repeats} of {len(texts)} poems (timed all the same)")
+    except Exception as e:  # the reference is optional: report why it is missing
+        ref = None; print(f"pingshui_rhyme checker unavailable: {type(e).__name__}: {e}")
+    rows = [('knowlm_nb score_poem, full (4 dims + total)', full), ('knowlm_nb score_poem, structure only (tones+rhymes+length)', struct),
+            ('pingshui_rhyme PoemStructureChecker (rhyming + pingze meter)', ref)]
+    print(f"rhyme bench: {len(texts)} poems (唐诗三百首 {n_ts} + 全唐诗 sample {len(poems) - n_ts}), "
+          f"median of {a.repeats} runs, one process on {platform.processor() or platform.machine()} ({os.cpu_count()} cores visible), python {platform.python_version()}")
+    print(f"{'measured':<64} {'poems/s':>10} {'vs pingshui_rhyme':>18}")
+    for name, v in rows:
+        if v is None: print(f"{name:<64} {'n/a':>10}"); continue
+        print(f"{name:<64} {v:>10,.0f} {('%.2fx' % (v / ref)) if ref else 'n/a':>18}")
+    print(f"targets: full >= 10,000/s {'MET' if full >= 10000 else 'NOT MET'}; structure only >= 30,000/s {'MET' if struct >= 30000 else 'NOT MET'}")
+    print(f"import knowlm_nb.rhyme: {t_import*1000:.0f} ms, torch imported: {torch_loaded}; first table + lexicon load: {t_load:.2f} s"
+          + ("; pkg_resources shimmed for pingshui_rhyme" if shim else ''))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
