@@ -1,0 +1,447 @@
+"Tests of the chunking stage: splitter, packing (with a brute-force check of minimality), index writer/reader, legacy layout, CLI."
+import json, os, pickle, subprocess, sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st, HealthCheck
+
+from knowlm_nb.core import DataFormatError
+from knowlm_nb.chunking import (ChunkConfig, IndexedDataset, IndexedDatasetWriter, IndexFormatError, OverlongSentenceError,
+                                as_tokenizer, chunk_corpus, chunk_document, chunk_texts, cli_chunk, index_dtype, merge_indexed,
+                                min_chunks_bruteforce, mixture_indices, pack_sentences, read_knowlm_legacy, sentence_bounds,
+                                split_sentences, token_bounds, write_knowlm_legacy)
+
+SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+@pytest.fixture(scope='session')
+def tk():
+    from knowlm_nb.models import world_tokenizer
+    return as_tokenizer(world_tokenizer().name_or_path)  # the cached directory, loaded without transformers
+
+
+# ---------------------------------------------------------------- import hygiene
+def test_import_does_not_load_torch_or_transformers():
+    code = "import sys, knowlm_nb.chunking; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == '[]'
+
+
+# ---------------------------------------------------------------- random zh/en documents
+ZH = ['卡洛·仁米出生于萨托城', '他发明了蒸汽织机', '乔兰亚人说乔兰语', '赞纳城地处乔兰亚', '“走吧', '他说：“好', '1890年', '萨托研究所']
+EN = ['Kalo Renmi was born in Sator', 'Dr. Renmi founded the Sator Institute', 'Pi is about 3.14', 'He paused',
+      '"Go home', 'The U.S. Army', 'Wait... what', 'Xanna is located in Jolania']
+ENDS_ZH = ['。', '！', '？', '；', '。”', '']
+ENDS_EN = ['.', '!', '?', '."', '...', '']
+SEPS = ['', ' ', '  ', '\n', '\n\n', ' \n ']
+
+@st.composite
+def documents(draw, max_sentences=12):
+    n = draw(st.integers(1, max_sentences))
+    parts = []
+    for _ in range(n):
+        if draw(st.booleans()): parts.append(draw(st.sampled_from(ZH)) * draw(st.integers(1, 3)) + draw(st.sampled_from(ENDS_ZH)))
+        else: parts.append(' '.join([draw(st.sampled_from(EN))] * draw(st.integers(1, 3))) + draw(st.sampled_from(ENDS_EN)))
+        parts.append(draw(st.sampled_from(SEPS)))
+    text = ''.join(parts)
+    return text if text.strip() else 'x.'
+
+
+# ---------------------------------------------------------------- splitter
+@settings(max_examples=300, **SETTINGS)
+@given(documents(), st.sampled_from(['auto', 'zh', 'en']))
+def test_split_keeps_every_character(text, lang):
+    sents = split_sentences(text, lang)
+    assert ''.join(sents) == text
+    assert all(s for s in sents)
+    b = sentence_bounds(text, lang)
+    assert b[0] == 0 and b == sorted(set(b))
+    assert all(not s.isspace() for s in sents) or len(sents) == 1
+
+
+@settings(max_examples=200, **SETTINGS)
+@given(st.text(max_size=200))
+def test_split_any_unicode(text):
+    assert ''.join(split_sentences(text)) == text
+
+
+@pytest.mark.parametrize('text,expected', [
+    ('他说：“走吧。”我们走了。', ['他说：“走吧。”', '我们走了。']),
+    ('Mr. Smith left. He came back.', ['Mr. Smith left.', ' He came back.']),
+    ('It is 3.14 m. Next one.', ['It is 3.14 m.', ' Next one.']),
+    ('e.g. this stays. Two.', ['e.g. this stays.', ' Two.']),
+    ('Really?! Yes.', ['Really?!', ' Yes.']),
+    ('甲;乙', ['甲;', '乙']),
+    ('a;b', ['a;b']),
+    ('标题\n正文。', ['标题', '\n正文。']),
+    ('He said "Go." Then he left.', ['He said "Go."', ' Then he left.']),
+    ('Born in Sator.卡洛出生了。', ['Born in Sator.', '卡洛出生了。']),
+])
+def test_split_cases(text, expected):
+    assert split_sentences(text) == expected
+
+
+def test_split_bad_lang():
+    with pytest.raises(ValueError, match='lang must be'): split_sentences('x', lang='fr')
+
+
+# ---------------------------------------------------------------- packing on lengths
+def allowed_cuts(lengths, max_len):
+    starts = np.cumsum([0] + lengths).tolist()
+    ok = set(starts)
+    for s, L in zip(starts, lengths):
+        if L > max_len: ok.update(range(s, s + L))
+    return ok
+
+
+@settings(max_examples=400, **SETTINGS)
+@given(st.lists(st.integers(1, 30), min_size=1, max_size=10), st.integers(1, 25))
+def test_greedy_is_valid_exact_and_minimal(lengths, max_len):
+    spans = pack_sentences(lengths, max_len)
+    total = sum(lengths)
+    assert spans[0][0] == 0 and spans[-1][1] == total
+    assert all(b1 == a2 for (_, b1), (a2, _) in zip(spans, spans[1:]))  # exact cover, no overlap
+    assert all(0 < b - a <= max_len for a, b in spans)
+    ok = allowed_cuts(lengths, max_len)
+    assert all(b in ok for _, b in spans)  # sentence boundaries respected except inside over-long sentences
+    assert len(spans) == min_chunks_bruteforce(lengths, max_len)
+
+
+def test_bruteforce_is_independent_of_greedy():
+    # hand-checked: [6, 6, 6] with window 12 needs 2 chunks; [7, 7, 7] needs 3; an over-long sentence tops up the chunk before it
+    assert min_chunks_bruteforce([6, 6, 6], 12) == 2
+    assert min_chunks_bruteforce([7, 7, 7], 12) == 3
+    assert min_chunks_bruteforce([3, 25, 2], 10) == 3
+    assert min_chunks_bruteforce([], 10) == 0
+
+
+@settings(max_examples=200, **SETTINGS)
+@given(st.lists(st.integers(1, 30), min_size=1, max_size=10), st.integers(1, 25))
+def test_overlong_drop_and_error(lengths, max_len):
+    long = [L > max_len for L in lengths]
+    if any(long):
+        with pytest.raises(OverlongSentenceError, match='more than max_len'): pack_sentences(lengths, max_len, overlong='error')
+    spans = pack_sentences(lengths, max_len, overlong='drop')
+    starts = np.cumsum([0] + lengths)
+    covered = sum(b - a for a, b in spans)
+    assert covered == sum(L for L, x in zip(lengths, long) if not x)
+    for a, b in spans:  # no chunk contains (part of) a dropped sentence
+        assert all(not (a < starts[i + 1] and starts[i] < b) for i, x in enumerate(long) if x)
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(st.lists(st.integers(1, 30), min_size=1, max_size=12), st.integers(2, 25))
+def test_knowlm_mode(lengths, max_len):
+    spans = pack_sentences(lengths, max_len, mode='knowlm', zh=[i % 2 == 0 for i in range(len(lengths))])
+    total = sum(lengths)
+    assert all(0 < b - a <= max_len for a, b in spans)
+    assert spans[-1][1] == total
+    covered = set()
+    for a, b in spans: covered.update(range(a, b))
+    assert covered == set(range(total))  # knowlm overlaps, but before the length filter it also loses nothing
+    assert all(a2 >= a1 for (a1, _), (a2, _) in zip(spans, spans[1:]))
+
+
+def test_knowlm_overlaps_and_fills():
+    assert pack_sentences([5, 3, 4, 6, 2, 9, 1], 10, mode='knowlm') == [(0, 8), (8, 18), (12, 20), (20, 30)]
+    assert pack_sentences([25], 10, mode='knowlm', zh=[True]) == [(0, 9), (9, 17), (17, 25)]  # ceil(25/10)=3 equal pieces
+    assert pack_sentences([25], 10, mode='knowlm', zh=[False]) == [(0, 10), (10, 20), (20, 25)]
+
+
+def test_pack_bad_arguments():
+    with pytest.raises(ValueError, match='max_len'): pack_sentences([3], 0)
+    with pytest.raises(ValueError, match='mode'): pack_sentences([3], 5, mode='fast')
+    assert pack_sentences([], 5) == []
+
+
+# ---------------------------------------------------------------- chunking real text with the world tokenizer
+@settings(max_examples=120, **SETTINGS)
+@given(documents(max_sentences=16), st.integers(3, 60), st.booleans(), st.booleans())
+def test_chunk_document_properties(tk, text, max_len, bos, eos):
+    if max_len < bos + eos + 1: return
+    cfg = ChunkConfig(max_len=max_len, bos=bos, eos=eos)
+    chunks = chunk_document(text, tk, cfg)
+    full = ([tk.bos_id] if bos else []) + tk.encode(text) + ([tk.eos_id] if eos else [])
+    assert all(1 <= len(c) <= max_len for c in chunks)
+    assert np.concatenate(chunks).tolist() == full  # exact cover of the document's own tokenization
+    # sentence boundaries in tokens
+    enc = tk.backend.encode(text, add_special_tokens=False)
+    nb = int(bos)
+    tb = [0] + [t + nb for t in token_bounds(enc, sentence_bounds(text))[1:]]
+    lens = [b - a for a, b in zip(tb, tb[1:] + [len(full)])]
+    ok = allowed_cuts(lens, max_len)
+    cuts = np.cumsum([len(c) for c in chunks]).tolist()
+    assert all(c in ok for c in cuts)
+    assert len(chunks) == min_chunks_bruteforce(lens, max_len)
+
+
+def test_token_bounds_match_sentences(tk):
+    text = 'Kalo Renmi was born in Sator. She stayed.\n\n卡洛·仁米出生于萨托城。他走了。'
+    enc = tk.backend.encode(text, add_special_tokens=False)
+    tb = token_bounds(enc, sentence_bounds(text))
+    pieces = [tk.decode(enc.ids[a:b]) for a, b in zip(tb, tb[1:] + [len(enc.ids)])]
+    assert pieces == split_sentences(text)
+
+
+def test_chunk_texts_stats(tk):
+    texts = ['Kalo Renmi was born in Sator. ' * 20, '卡洛出生于萨托城。' * 30, 'Short.']
+    tokens, lengths, doc_of, s = chunk_texts(texts, tk, ChunkConfig(max_len=32))
+    assert s['documents'] == 3 and s['tokens'] == s['doc_tokens'] == len(tokens) == lengths.sum()
+    assert s['dropped_tokens'] == s['duplicated_tokens'] == 0
+    assert doc_of.tolist() == sorted(doc_of.tolist()) and set(doc_of.tolist()) == {0, 1, 2}
+    _, _, _, k = chunk_texts(texts, tk, ChunkConfig(max_len=32, mode='knowlm'))
+    assert k['duplicated_tokens'] > 0 and k['dropped_chunks'] >= 1  # 'Short.' (4 tokens) is under KnowLM's 21-token floor
+
+
+def test_overlong_sentence_is_counted(tk):
+    text = 'a' * 0 + ' '.join(['word'] * 200) + '. Short one.'
+    _, lengths, _, s = chunk_texts([text], tk, ChunkConfig(max_len=50))
+    assert s['overlong_sentences'] == 1 and lengths.max() <= 50
+    with pytest.raises(OverlongSentenceError): chunk_texts([text], tk, ChunkConfig(max_len=50, overlong='error'))
+
+
+def test_config_errors():
+    with pytest.raises(ValueError, match='smaller than BOS\\+EOS'): ChunkConfig(max_len=2)
+    with pytest.raises(ValueError, match='max_len'): ChunkConfig(max_len=0)
+    with pytest.raises(ValueError, match='overlong'): ChunkConfig(overlong='cut')
+    with pytest.raises(ValueError, match='min_len'): ChunkConfig(min_len=-1)
+
+
+def test_tokenizer_without_bos(tk, tmp_path):
+    from tokenizers import Tokenizer
+    bare = Tokenizer.from_str(tk.backend.to_str())
+    t = as_tokenizer(bare)
+    assert t.bos_id == tk.bos_id  # found by name
+    from knowlm_nb.chunking import ChunkTokenizer
+    nobos = ChunkTokenizer(bare, None, tk.eos_id, tk.vocab_size, 'nobos')
+    with pytest.raises(ValueError, match='no BOS'): chunk_texts(['Hi.'], nobos, ChunkConfig())
+    assert chunk_texts(['Hi.'], nobos, ChunkConfig(bos=False))[1].tolist() == [len(tk.encode('Hi.')) + 1]
+
+
+# ---------------------------------------------------------------- index: writer -> reader
+@settings(max_examples=60, **SETTINGS)
+@given(st.lists(st.lists(st.integers(0, 69999), min_size=1, max_size=40), min_size=0, max_size=30),
+       st.sampled_from([100, 65536, 70000]), st.lists(st.sampled_from(['zh', 'en', 'code']), min_size=30, max_size=30))
+def test_writer_reader_roundtrip(tmp_path, samples, vocab, srcs):
+    samples = [[x % vocab for x in s] for s in samples]
+    prefix = tmp_path/f'rt{vocab}_{len(samples)}'
+    with IndexedDatasetWriter(prefix, vocab) as w:
+        half = len(samples)//2
+        for s, src in zip(samples[:half], srcs): w.add(s, source=src)
+        rest = samples[half:]
+        if rest: w.add_batch(np.concatenate([np.array(s) for s in rest]), [len(s) for s in rest], w.source_id('batch'))
+    ds = IndexedDataset(prefix)
+    assert len(ds) == len(samples)
+    assert [x.tolist() for x in ds] == samples
+    assert ds.dtype == index_dtype(vocab) == (np.uint16 if vocab <= 65536 else np.uint32)
+    names = [ds.source_names[t] for t in ds.source_ids]
+    assert names == list(srcs[:half]) + ['batch'] * len(samples[half:])
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(f'.{prefix.name}')) == []  # no temp files left
+
+
+def test_writer_rejects_bad_samples(tmp_path):
+    w = IndexedDatasetWriter(tmp_path/'w', 10)
+    with pytest.raises(ValueError, match='outside'): w.add([10])
+    with pytest.raises(ValueError, match='between 1'): w.add([])
+    with pytest.raises(ValueError, match='lengths sum'): w.add_batch([1, 2], [3])
+    w.abort()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_writer_exception_leaves_nothing(tmp_path):
+    with pytest.raises(RuntimeError):
+        with IndexedDatasetWriter(tmp_path/'x', 100) as w:
+            w.add([1, 2, 3]); raise RuntimeError('boom')
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def small_index(tmp_path):
+    with IndexedDatasetWriter(tmp_path/'s', 1000) as w:
+        for i in range(20): w.add(list(range(i, i + 5)), source='a' if i % 2 else 'b')
+    return tmp_path/'s'
+
+
+def test_truncated_bin(small_index):
+    with open(f'{small_index}.bin', 'r+b') as f: f.truncate(50)
+    with pytest.raises(IndexFormatError, match=r's\.bin: 50 bytes, expected 200.*truncated'): IndexedDataset(small_index)
+
+
+def test_truncated_idx(small_index):
+    size = os.path.getsize(f'{small_index}.idx')
+    with open(f'{small_index}.idx', 'r+b') as f: f.truncate(size - 3)
+    with pytest.raises(IndexFormatError, match=r'expected \d+ for 20 samples'): IndexedDataset(small_index)
+    with open(f'{small_index}.idx', 'r+b') as f: f.truncate(10)
+    with pytest.raises(IndexFormatError, match='too short'): IndexedDataset(small_index)
+
+
+def test_mismatched_pair(small_index, tmp_path):
+    with IndexedDatasetWriter(tmp_path/'other', 1000) as w: w.add([1, 2, 3])
+    os.replace(tmp_path/'other.bin', f'{small_index}.bin')
+    with pytest.raises(IndexFormatError, match='different runs'): IndexedDataset(small_index)
+
+
+def test_bad_magic_version_and_corrupt_offsets(small_index):
+    raw = bytearray(Path(f'{small_index}.idx').read_bytes())
+    Path(f'{small_index}.idx').write_bytes(b'XXXXXXXX' + raw[8:])
+    with pytest.raises(IndexFormatError, match='magic'): IndexedDataset(small_index)
+    bad = raw.copy(); bad[8] = 9
+    Path(f'{small_index}.idx').write_bytes(bad)
+    with pytest.raises(IndexFormatError, match='version 9'): IndexedDataset(small_index)
+    ds = IndexedDataset.__new__(IndexedDataset)
+    Path(f'{small_index}.idx').write_bytes(raw)
+    ds = IndexedDataset(small_index)
+    off = len(raw) - 20*14  # starts begin here: corrupt sample 3's start
+    bad = raw.copy(); bad[off + 3*8] += 1
+    Path(f'{small_index}.idx').write_bytes(bad)
+    with pytest.raises(IndexFormatError, match='sample 2 ends at token 15 but the next starts at 16'): IndexedDataset(small_index)
+    assert len(IndexedDataset(small_index, verify=False)) == 20  # opening without the check is possible, on request
+
+
+def test_missing_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match='PREFIX.bin'): IndexedDataset(tmp_path/'none')
+
+
+def test_random_access_and_torch(small_index):
+    ds = IndexedDataset(small_index)
+    assert ds[7].tolist() == list(range(7, 12)) and ds[-1].tolist() == list(range(19, 24))
+    with pytest.raises(IndexError): ds[20]
+    assert not ds[0].flags.writeable
+    tds = ds.torch(as_dict=True)
+    import torch
+    assert isinstance(tds, torch.utils.data.Dataset) and len(tds) == 20
+    item = tds[3]
+    assert item['input_ids'].dtype == torch.int64 and item['input_ids'].tolist() == list(range(3, 8))
+    t2 = pickle.loads(pickle.dumps(ds.torch()))  # DataLoader workers unpickle it by module path
+    assert t2[4].tolist() == list(range(4, 9))
+    batch = next(iter(torch.utils.data.DataLoader(ds.torch(), batch_size=4)))
+    assert batch.shape == (4, 5)
+
+
+def test_mixture(small_index):
+    ds = IndexedDataset(small_index)
+    idx = mixture_indices(ds, {'a': 3, 'b': 1}, 400, seed=1)
+    names = np.array(ds.source_names)[ds.source_ids[idx]]
+    assert (names == 'a').sum() == 300 and (names == 'b').sum() == 100
+    counts_a = np.bincount(idx[names == 'a'], minlength=20)[1::2]
+    assert counts_a.max() - counts_a.min() <= 1  # epochs: each 'a' sample used 30 times
+    assert (mixture_indices(ds, {'a': 3, 'b': 1}, 400, seed=1) == idx).all()
+    with pytest.raises(ValueError, match='unknown sources'): mixture_indices(ds, {'zz': 1}, 5)
+    with pytest.raises(ValueError, match='positive sum'): mixture_indices(ds, {'a': 0}, 5)
+
+
+# ---------------------------------------------------------------- legacy layout
+@pytest.mark.parametrize('unit', ['tokens', 'bytes'])
+def test_legacy_reader(tmp_path, unit):
+    samples = [[1, 2, 3], [4], [5, 6], [7, 8, 9, 10]]
+    p = tmp_path/'leg'
+    (tmp_path/'leg.bin').write_bytes(np.concatenate([np.array(s, np.uint16) for s in samples]).tobytes())
+    starts = np.cumsum([0] + [len(s) for s in samples[:-1]]).astype(np.uint64) * (2 if unit == 'bytes' else 1)
+    (tmp_path/'leg.idx').write_bytes(starts.tobytes() + np.array([len(s) for s in samples], np.uint16).tobytes())
+    ds = read_knowlm_legacy(p)
+    assert ds._extra['unit'] == unit and [x.tolist() for x in ds] == samples
+    assert pickle.loads(pickle.dumps(ds))[3].tolist() == samples[3]
+
+
+def test_legacy_errors(tmp_path):
+    write_knowlm_legacy(tmp_path/'l', [[1, 2, 3], [4, 5]])
+    with open(tmp_path/'l.bin', 'r+b') as f: f.truncate(6)
+    with pytest.raises(IndexFormatError, match='sample 1 ends at token 5 but the .bin holds 3 tokens'): read_knowlm_legacy(tmp_path/'l')
+    with open(tmp_path/'l.bin', 'r+b') as f: f.truncate(5)
+    with pytest.raises(IndexFormatError, match='odd'): read_knowlm_legacy(tmp_path/'l')
+    with open(tmp_path/'l.idx', 'r+b') as f: f.truncate(19)
+    with pytest.raises(IndexFormatError, match='not a multiple of 10'): read_knowlm_legacy(tmp_path/'l')
+    with pytest.raises(ValueError, match='uint16'): write_knowlm_legacy(tmp_path/'m', [[70000]])
+
+
+def test_merge_ours_and_legacy(tmp_path, small_index):
+    write_knowlm_legacy(tmp_path/'leg', [[9, 9], [8]])
+    m = merge_indexed([small_index, tmp_path/'leg'], tmp_path/'merged')
+    assert len(m) == 22 and m[20].tolist() == [9, 9] and m.source_counts() == {'b': 10, 'a': 10, 'default': 2}
+    m2 = merge_indexed([small_index, tmp_path/'leg'], tmp_path/'merged2', sources=['web', 'old'])
+    assert m2.source_counts() == {'web': 20, 'old': 2}
+    assert [x.tolist() for x in m2] == [x.tolist() for x in m]
+
+
+# ---------------------------------------------------------------- corpus, workers, CLI
+@pytest.fixture
+def corpus(tmp_path):
+    d = tmp_path/'in'; d.mkdir()
+    from knowlm_nb.world import make_world
+    from knowlm_nb.chunking import world_articles
+    with open(d/'docs.jsonl', 'w', encoding='utf-8') as f:
+        for a in world_articles(make_world(), per_article=8): f.write(json.dumps(a, ensure_ascii=False) + '\n')
+    (d/'book.txt').write_text('第一章。他走了。\n\nChapter one. He left.\n\n\n\nThe end.\n', encoding='utf-8')
+    return d
+
+
+def test_workers_deterministic(tk, corpus, tmp_path):
+    ins = [corpus/'docs.jsonl', corpus/'book.txt']
+    s1 = chunk_corpus(ins, tk, tmp_path/'w1', ChunkConfig(max_len=64), workers=1, progress=False, batch_bytes=8000)
+    s2 = chunk_corpus(ins, tk, tmp_path/'w2', ChunkConfig(max_len=64), workers=2, progress=False, batch_bytes=8000)
+    for ext in ('.bin', '.idx'): assert (tmp_path/f'w1{ext}').read_bytes() == (tmp_path/f'w2{ext}').read_bytes()
+    assert s1['chunks'] == s2['chunks'] and s1['documents'] == 100 + 3
+    ds = IndexedDataset(tmp_path/'w1')
+    assert int(ds.lengths.max()) <= 64 and ds.n_tokens == s1['doc_tokens']
+    assert json.loads((tmp_path/'w1.summary.json').read_text())['chunks'] == s1['chunks']
+
+
+def test_cli_help(capsys):
+    with pytest.raises(SystemExit) as e: cli_chunk(['--help'])
+    assert e.value.code == 0 and 'knowlm-nb chunk' in capsys.readouterr().out
+
+
+def test_cli_runs(tk, corpus, tmp_path, capsys):
+    rc = cli_chunk([str(corpus/'docs.jsonl'), str(corpus/'book.txt'), '--tokenizer', tk.name, '--max-len', '128',
+                    '--out', str(tmp_path/'o'), '--quiet', '--source-field', 'lang'])
+    out = capsys.readouterr().out
+    assert rc == 0
+    for word in ('documents', 'sentences', 'chunks', 'tokens', 'fill ratio', 'dropped', 'longer than max_len'): assert word in out
+    ds = IndexedDataset(tmp_path/'o')
+    assert set(ds.source_names) == {'zh', 'en', 'book'}
+    rc = cli_chunk([str(corpus/'docs.jsonl'), '--tokenizer', tk.name, '--max-len', '128', '--out', str(tmp_path/'k'), '--quiet', '--mode', 'knowlm'])
+    assert rc == 0 and 'duplicated' in capsys.readouterr().out
+
+
+def test_cli_bad_inputs(tk, tmp_path, capsys):
+    bad = tmp_path/'bad.jsonl'
+    bad.write_bytes(b'{"text": "Fine."}\n{"body": "no text"}\n{"text": "bad \xff"}\n{"text": ""}\n')
+    rc = cli_chunk([str(bad), '--tokenizer', tk.name, '--out', str(tmp_path/'b'), '--quiet'])
+    assert rc == 1 and "bad.jsonl:2: missing field 'text'" in capsys.readouterr().err
+    assert not (tmp_path/'b.idx').exists() and not (tmp_path/'b.bin').exists()
+    rc = cli_chunk([str(bad), '--tokenizer', tk.name, '--out', str(tmp_path/'b'), '--quiet', '--errors', 'skip'])
+    out = capsys.readouterr().out
+    assert rc == 0 and '1 chunked, 1 empty, 2 skipped as bad' in out and 'bad.jsonl:3: invalid UTF-8 at byte offset' in out
+    rc = cli_chunk([str(bad), '--tokenizer', tk.name, '--out', str(tmp_path/'b'), '--field', 'body', '--quiet'])
+    assert rc == 1 and "bad.jsonl:1: missing field 'body'" in capsys.readouterr().err
+    txt = tmp_path/'bad.txt'; txt.write_bytes(b'ok line.\n\nbroken \xfe here\n')
+    rc = cli_chunk([str(txt), '--tokenizer', tk.name, '--out', str(tmp_path/'t'), '--quiet'])
+    assert rc == 1 and 'bad.txt: invalid UTF-8 at byte offset 17' in capsys.readouterr().err
+    ws = tmp_path/'ws.txt'; ws.write_text('  \n\n \t\n')
+    rc = cli_chunk([str(ws), '--tokenizer', tk.name, '--out', str(tmp_path/'w'), '--quiet'])
+    assert rc == 1 and 'no chunks' in capsys.readouterr().err
+    rc = cli_chunk([str(ws), str(txt), '--tokenizer', tk.name, '--out', str(tmp_path/'w'), '--quiet', '--errors', 'skip'])
+    assert rc == 0 and 'ws.txt: no non-empty documents' in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e: cli_chunk([str(txt), '--tokenizer', tk.name, '--out', str(tmp_path/'w'), '--max-len', '2'])
+    assert e.value.code == 2 and 'smaller than BOS+EOS' in capsys.readouterr().err
+    rc = cli_chunk([str(tmp_path/'nope.jsonl'), '--tokenizer', tk.name, '--out', str(tmp_path/'w'), '--quiet'])
+    assert rc == 1 and 'does not exist' in capsys.readouterr().err
+    (tmp_path/'x.csv').write_text('a')
+    rc = cli_chunk([str(tmp_path/'x.csv'), '--tokenizer', tk.name, '--out', str(tmp_path/'w'), '--quiet'])
+    assert rc == 1 and 'expected a .txt or .jsonl' in capsys.readouterr().err
+    long = tmp_path/'long.txt'; long.write_text(' '.join(['word'] * 300) + '.')
+    rc = cli_chunk([str(long), '--tokenizer', tk.name, '--out', str(tmp_path/'w'), '--quiet', '--max-len', '64', '--overlong', 'error'])
+    assert rc == 1 and 'more than max_len=64' in capsys.readouterr().err
+
+
+def test_pipeline_stage(tmp_path):
+    from knowlm_nb.core import Report
+    from knowlm_nb.chunking import pipeline_chunking
+    ctx = {'out': tmp_path, 'seed': 0}
+    rep = Report(tmp_path)
+    pipeline_chunking(rep, ctx)
+    ds = IndexedDataset(ctx['chunks_prefix'])
+    assert len(ds) > 0 and set(ds.source_names) == {'zh', 'en'}
+    assert rep.metrics['chunking']['chunks'] == len(ds)
+    assert (tmp_path/'figures'/'chunk_lengths.png').exists()
