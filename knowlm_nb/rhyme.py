@@ -9,19 +9,19 @@ __all__ = ['SECTIONS', 'ZH_DIGITS', 'GROUP_ALIASES', 'SUPPLEMENT_VARIANTS', 'SUP
            'CLASS_OVERRIDES', 'WEIGHTS', 'tones_reward', 'rhymes_reward', 'antithesis_reward', 'length_reward',
            'RHYME_REWARDS', 'CARD_ROWS', 'FAMOUS', 'zh_number', 'RhymeGroup', 'is_han', 'to_simplified',
            'PingshuiTable', 'pingshui_table', 'split_lines', 'parse_form', 'infer_form', 'form_shape', 'line_pattern',
-           'tone_templates', 'show_pattern', 'fit_line', 'word_classes', 'line_classes', 'couplet_parallelism',
-           'PoemScore', 'resolve_group', 'score_poem', 'plot_grid', 'parse_prompt', 'extract_poem', 'score_completions',
-           'rhyme_reward', 'load_poems', 'is_regular_shape', 'evaluate_poems', 'find_poetry_dir', 'evaluate_corpus',
-           'plot_score_hist', 'cli_rhyme', 'pipeline_rhyme', 'rhyme_demo']
+           'tone_templates', 'show_pattern', 'fit_line', 'line_bits', 'fit_line_fast', 'word_classes', 'line_classes',
+           'couplet_parallelism', 'PoemScore', 'resolve_group', 'score_poem', 'plot_grid', 'parse_prompt',
+           'extract_poem', 'score_completions', 'rhyme_reward', 'load_poems', 'is_regular_shape', 'evaluate_poems',
+           'find_poetry_dir', 'evaluate_corpus', 'plot_score_hist', 'cli_rhyme', 'pipeline_rhyme', 'rhyme_demo']
 
-# %% ../nbs/10_rhyme.ipynb #9a6cbf53
+# %% ../nbs/10_rhyme.ipynb #1752b3fc
 import re, sys, json, time, argparse, unicodedata, importlib.util, statistics
 from dataclasses import dataclass, field, asdict
 from functools import lru_cache
 from pathlib import Path
 from .core import iter_jsonl, read_json, write_json, write_jsonl, DataFormatError, use_cjk_font
 
-# %% ../nbs/10_rhyme.ipynb #f447428c
+# %% ../nbs/10_rhyme.ipynb #9561ef1a
 SECTIONS = (('上平聲部', '上平', '平'), ('下平聲部', '下平', '平'), ('上聲部', '上声', '上'), ('去聲部', '去声', '去'), ('入聲部', '入声', '入'))
 ZH_DIGITS = dict(zip('〇零一二三四五六七八九', (0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9)))
 
@@ -59,7 +59,7 @@ def _zh(n:int)->str:
     d = '〇一二三四五六七八九'
     return d[n] if n < 10 else (('' if n < 20 else d[n//10]) + '十' + (d[n % 10] if n % 10 else ''))
 
-# %% ../nbs/10_rhyme.ipynb #3f36567b
+# %% ../nbs/10_rhyme.ipynb #3cabdfe7
 GROUP_ALIASES = {'筱': '筿', '篠': '筿', '俭': '琰', '儉': '琰', '箇': '个', '個': '个', '豔': '艳', '艷': '艳'}
 
 def _pingshui_data_path()->Path:
@@ -78,7 +78,7 @@ def to_simplified(text:str  # Chinese text in any script
     "Convert `text` to simplified characters with OpenCC `t2s`."
     return _t2s().convert(text) if text else text
 
-# %% ../nbs/10_rhyme.ipynb #7739a1b0
+# %% ../nbs/10_rhyme.ipynb #dd459642
 SUPPLEMENT_VARIANTS = {  # variant form -> standard form (in the dependency's table) whose readings it shares
     '劒': '劍', '劔': '劍', '猨': '猿', '疎': '疏', '廻': '回', '迴': '回', '壻': '婿', '隣': '鄰', '棃': '梨', '筯': '箸',
     '鏁': '鎖', '簷': '檐', '秪': '祇', '斾': '旆', '緜': '綿', '飜': '翻', '鬬': '鬥', '徴': '徵', '隠': '隱', '衞': '衛',
@@ -94,7 +94,7 @@ SUPPLEMENT_READINGS = {  # character -> its 平水韵 groups, for characters mis
     '慚': '覃', '慙': '覃', '惭': '覃', '灶': '号', '竈': '号', '涩': '缉', '澀': '缉', '袜': '月', '襪': '月',
 }
 
-# %% ../nbs/10_rhyme.ipynb #c783138c
+# %% ../nbs/10_rhyme.ipynb #936a78f7
 class PingshuiTable:
     "The 平水韵: its 106 groups and, per character, the set of groups it can be read in."
     def __init__(self, groups:list,  # the 106 `RhymeGroup`s in order
@@ -170,7 +170,7 @@ def pingshui_table(supplement:bool=True  # add the documented supplement (varian
     tab.simplify = simplify
     return tab
 
-# %% ../nbs/10_rhyme.ipynb #005d4921
+# %% ../nbs/10_rhyme.ipynb #86fde7a9
 _NOTE = re.compile(r'[(（\[【〔][^()（）\[\]【】〔〕]*[)）\]】〕]')
 _SEP = re.compile(r'[，。！？；：、,.!?;:\s|/／．｡､]+')
 _HAN_ONLY = re.compile(r'[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f]+')
@@ -196,7 +196,7 @@ def split_lines(poem,  # the poem: a string, or a list of lines / couplets (chin
         if c: lines = [s[i:i+c] for i in range(0, n, c)]
     return lines
 
-# %% ../nbs/10_rhyme.ipynb #df85f5cb
+# %% ../nbs/10_rhyme.ipynb #8534efd6
 FORMS = {'五绝': (4, 5), '七绝': (4, 7), '五律': (8, 5), '七律': (8, 7), '五排': (0, 5), '七排': (0, 7)}  # form -> (lines, chars per line); 0 = any even number >= 10
 _FORM_RE = re.compile(r'([五七5-7])(?:言|字)?\s*(絕句|绝句|絕|绝|律詩|律诗|律|排律)')
 
@@ -227,7 +227,7 @@ def form_shape(form:str, n_lines:int)->tuple:
     if N == 0: N = max(10, n_lines + (n_lines % 2))
     return N, C
 
-# %% ../nbs/10_rhyme.ipynb #db44b254
+# %% ../nbs/10_rhyme.ipynb #90710730
 PING, ZE = 1, 2  # tone masks: a character's mask is 1 (平), 2 (仄), 3 (has both readings) or 0 (unknown)
 _CORE = {(ZE, ZE): (2, 2, 1, 1, 2), (ZE, PING): (2, 2, 2, 1, 1), (PING, ZE): (1, 1, 1, 2, 2), (PING, PING): (1, 1, 2, 2, 1)}
 
@@ -258,7 +258,7 @@ def tone_templates(chars:int,  # 5 or 7
 
 def show_pattern(pat)->str: return ''.join('?平仄'[t] for t in pat)
 
-# %% ../nbs/10_rhyme.ipynb #9fa80427
+# %% ../nbs/10_rhyme.ipynb #0ce798f1
 _FREE = {5: (0, 2), 7: (0, 2, 4)}  # 0-based free positions under 一三五不论 (the last is never free)
 _GUPING = {5: (1, 1, 2, 2, 1), 7: (2, 2, 1, 1, 2, 2, 1)}  # lines where a 仄 in the first free slot of the 5-char core is 孤平
 
@@ -275,7 +275,7 @@ def fit_line(masks:list,  # tone masks of the line's characters
     for p in range(C):
         e = pat[p]
         if p >= L:
-            tot += 1
+            if p not in free: tot += 1
             if verdicts: vs.append('missing')
             continue
         m = masks[p]
@@ -299,7 +299,38 @@ def fit_line(masks:list,  # tone masks of the line's characters
                 if verdicts: vs[q] = '孤平'
     return ok, tot, vs
 
-# %% ../nbs/10_rhyme.ipynb #10168e7b
+# %% ../nbs/10_rhyme.ipynb #45dd30b6
+@lru_cache(None)
+def _pat_bits(pat:tuple, loose:bool)->tuple:
+    C = len(pat)
+    ep = sum(1 << p for p in range(C) if pat[p] == PING); ez = sum(1 << p for p in range(C) if pat[p] == ZE)
+    free = _FREE.get(C, ()) if loose else ()
+    cm = sum(1 << p for p in range(C) if p not in free)
+    return ep, ez, cm, (cm).bit_count()
+
+def line_bits(masks:list)->tuple:
+    "(positions that can be 平, positions that can be 仄) of a line, as bitsets."
+    P = Z = 0
+    for p, m in enumerate(masks):
+        if m & 1: P |= 1 << p
+        if m & 2: Z |= 1 << p
+    return P, Z
+
+def fit_line_fast(masks:list, pat:tuple, loose:bool=True, bits:tuple|None=None)->tuple:
+    "(fits, constrained) of one line against one template line; the same numbers as `fit_line`, faster."
+    C, L = len(pat), len(masks)
+    ep, ez, cm, ncm = _pat_bits(pat, loose)
+    P, Z = bits or line_bits(masks)
+    within = (1 << min(L, C)) - 1
+    ok = (((P & ep) | (Z & ez)) & cm & within).bit_count()
+    tot = ncm
+    if loose and L >= C and C in _FREE:
+        r = [e if m & e else m for m, e in zip(masks[C-5:C], pat[C-5:])]  # the 5-character core, resolved
+        if pat[C-3] == ZE and r[2] == r[3] == r[4] == PING: tot += 1  # 三平尾
+        if pat == _GUPING[C] and r[0] == ZE and r[2] != PING: tot += 1  # 孤平
+    return ok, tot
+
+# %% ../nbs/10_rhyme.ipynb #f6511201
 _COARSE = {'n': 'N', 's': 'N', 'f': 'N', 't': 'N', 'i': 'N', 'l': 'N', 'j': 'N', 'g': 'N', 'v': 'P', 'a': 'P', 'z': 'P', 'b': 'P',
            'm': 'M', 'q': 'M', 'r': 'R', 'd': 'D', 'p': 'X', 'c': 'X', 'u': 'X', 'y': 'X', 'e': 'X', 'o': 'X', 'h': 'X', 'k': 'X'}
 CLASS_OVERRIDES = {'月': 'N'}
@@ -346,7 +377,7 @@ def couplet_parallelism(a:str, b:str  # the two lines of a couplet
     def dup(s, i): return (i > 0 and s[i] == s[i-1]) or (i + 1 < len(s) and s[i] == s[i+1])
     return sum(1 for i in range(m) if a[i] != b[i] and ((ca[i] == cb[i] != '?') or (dup(a, i) and dup(b, i)))) / n
 
-# %% ../nbs/10_rhyme.ipynb #9539205c
+# %% ../nbs/10_rhyme.ipynb #cf7e1b1d
 WEIGHTS = {'tones': 0.4, 'rhymes': 0.3, 'antithesis': 0.2, 'length': 0.1}  # the model card's weights
 
 @dataclass
@@ -394,7 +425,7 @@ def resolve_group(name,  # a group: 1-106, '东', '一东', '上平一东', '上
     if not cands: return None
     return min(cands, key=lambda i: (T.by_idx[i].tone != '平', i))
 
-# %% ../nbs/10_rhyme.ipynb #95171427
+# %% ../nbs/10_rhyme.ipynb #b7f624e0
 def _rhyme_choice(ends:list, first:str|None, table:PingshuiTable, group:int|None):
     "Pick the rhyme group: the requested one, or the one most rhyme positions share (ties: 平 groups first)."
     if group is not None: return group
@@ -425,11 +456,12 @@ def score_poem(poem,  # the poem: text (any script, punctuation optional) or a l
         if not antithesis: res.antithesis = res.total = None
         return res
     chars = ''.join(lines)
-    if not any(is_han(c) for c in chars):
+    all_han = _HAN_ONLY.fullmatch(chars) is not None
+    if not all_han and not any(is_han(c) for c in chars):
         reasons.append('no Chinese characters')
         if not antithesis: res.antithesis = res.total = None
         return res
-    foreign = sorted({c for c in chars if not is_han(c)})
+    foreign = [] if all_han else sorted({c for c in chars if not is_han(c)})
     if foreign: reasons.append(f"non-Chinese characters: {''.join(foreign[:10])}")
     # form and shape
     fkey = parse_form(form) if form is not None else None
@@ -442,7 +474,7 @@ def score_poem(poem,  # the poem: text (any script, punctuation optional) or a l
     res.length = 100.0 * good / max(n, N)
     if n != N: reasons.append(f"{n} lines, a {fkey} has {N}")
     if good < min(n, N): reasons.append(f"lines of {sorted({len(l) for l in lines})} characters, a {fkey} has {C} per line")
-    unknown = sorted({c for c in chars if is_han(c) and c not in T.mask})
+    unknown = sorted(c for c in set(chars) if c not in T.mask and is_han(c))
     if unknown and T.learn_variants(unknown): unknown = [c for c in unknown if c not in T.mask]
     if unknown: reasons.append(f"characters missing from the 平水韵 table: {''.join(unknown[:10])}")
     body = lines[:N]
@@ -465,10 +497,10 @@ def score_poem(poem,  # the poem: text (any script, punctuation optional) or a l
         if hits < N // 2: reasons.append(f"{N//2 - hits} of {N//2} rhyme positions not in {g.label}")
     else: reasons.append('no rhyme group: no rhyme character is in the table')
     # tones: fit each line once per (2nd tone, last tone), then sum per template
-    cache = {}
+    cache, bits = {}, [line_bits(m) for m in masks]
     def line_fit(i, pat):
         k = (i, pat)
-        if k not in cache: cache[k] = fit_line(masks[i], pat, loose)[:2]
+        if k not in cache: cache[k] = fit_line_fast(masks[i], pat, loose, bits[i])
         return cache[k]
     best = None
     for name, pats in tone_templates(C, N, rtone).items():
@@ -523,7 +555,7 @@ def _grid(body, masks, pats, loose, T, gidx, C)->list:
         grid.append(row)
     return grid
 
-# %% ../nbs/10_rhyme.ipynb #379fe9d1
+# %% ../nbs/10_rhyme.ipynb #90caa3d5
 _COLOURS = {'ok': '#9fd8a4', 'free': '#dddddd', 'bad': '#f08a8a', '孤平': '#e0556a', '三平尾': '#e0556a', 'unknown': '#f5d36b', 'missing': '#ffffff', 'extra': '#ffffff'}
 
 def plot_grid(result:PoemScore,  # a result of `score_poem(..., detail=True)`
@@ -547,7 +579,7 @@ def plot_grid(result:PoemScore,  # a result of `score_poem(..., detail=True)`
     ax.set_title(f"{result.form} {result.template or ''} {result.group or ''}  tones {result.tones:.0f} rhymes {result.rhymes:.0f}", fontsize=9)
     return ax.figure
 
-# %% ../nbs/10_rhyme.ipynb #650aeb62
+# %% ../nbs/10_rhyme.ipynb #c9c740d7
 _TITLE_RE = re.compile(r"以\s*[《「『'\"“‘]([^》」』'\"”’]{1,20})[》」』'\"”’]\s*[为為]?[题題]|[题題][为為]\s*[《「『'\"“‘]?([^》」』'\"”’，,。]{1,20})|[题題]目[:：]\s*[《「『'\"“‘]?([^》」』'\"”’，,。]{1,20})")
 _GROUP_RE = re.compile(r"(?:押|用)\s*(?:平水韵|平水韻)?\s*(?:的)?\s*[《「『'\"“‘]?([上下入去]?[平声聲]{0,2}[〇零一二三四五六七八九十\d]*[\u4e00-\u9fff])[》」』'\"”’]?\s*(?:韵|韻|部)")
 
@@ -567,7 +599,7 @@ def parse_prompt(prompt  # the instruction: a string or a conversational list of
             out['group'] = idx; out['group_label'] = pingshui_table().by_idx[idx].label; break
     return out
 
-# %% ../nbs/10_rhyme.ipynb #b0d5d1ce
+# %% ../nbs/10_rhyme.ipynb #53812335
 _ANSWER_RE = re.compile(r'<answer>(.*?)(?:</answer>|$)', re.S)
 _THINK_RE = re.compile(r'<think>.*?</think>', re.S)
 
@@ -609,7 +641,7 @@ def _dimension_reward(dim):
 tones_reward, rhymes_reward, antithesis_reward, length_reward = (_dimension_reward(d) for d in ('tones', 'rhymes', 'antithesis', 'length'))
 RHYME_REWARDS = [tones_reward, rhymes_reward, antithesis_reward, length_reward]  # pass with reward_weights=[0.4, 0.3, 0.2, 0.1] to weight them as the card does
 
-# %% ../nbs/10_rhyme.ipynb #1d4d980a
+# %% ../nbs/10_rhyme.ipynb #450f13e8
 _TAG_FORMS = ('五言绝句', '七言绝句', '五言律诗', '七言律诗', '五言絕句', '七言絕句', '五言律詩', '七言律詩', '五言排律', '七言排律')
 
 def _record_poem(rec, where:str)->dict:
@@ -702,7 +734,7 @@ def evaluate_corpus(data:str|Path|None=None,  # the poetry directory (default: `
         rows.append({'dataset': name, 'protocol': 'model card', 'poems': '', **CARD_ROWS[name]})
     return rows
 
-# %% ../nbs/10_rhyme.ipynb #53be341d
+# %% ../nbs/10_rhyme.ipynb #f229fdc5
 def plot_score_hist(scores:list,  # `PoemScore`s
                     title:str=''  # the figure's title
                    ):
@@ -717,7 +749,7 @@ def plot_score_hist(scores:list,  # `PoemScore`s
     axs[0].set_ylabel('poems'); fig.suptitle(title, fontsize=10); fig.tight_layout()
     return fig
 
-# %% ../nbs/10_rhyme.ipynb #46f917f8
+# %% ../nbs/10_rhyme.ipynb #688057cd
 def cli_rhyme(argv:list|None=None  # arguments after `knowlm-nb rhyme`
              )->int:
     "`knowlm-nb rhyme`: score poems for 平仄, 押韵, 对仗 and 字数, or evaluate the Tang corpus."
@@ -762,7 +794,7 @@ def cli_rhyme(argv:list|None=None  # arguments after `knowlm-nb rhyme`
     if a.out: write_json(a.out, rows)
     return 0
 
-# %% ../nbs/10_rhyme.ipynb #b6e2064a
+# %% ../nbs/10_rhyme.ipynb #5243c587
 FAMOUS = {  # a few poems used by the pipeline's report and the demo
     '春望 (杜甫)': ("国破山河在，城春草木深。感时花溅泪，恨别鸟惊心。烽火连三月，家书抵万金。白头搔更短，浑欲不胜簪。", '五律', '侵'),
     '静夜思 (李白)': ("床前明月光，疑是地上霜。举头望明月，低头思故乡。", '五绝', None),
@@ -799,7 +831,7 @@ def pipeline_rhyme(report,  # a `knowlm_nb.core.Report`
                 for k in ('tones', 'rhymes', 'antithesis', 'length', 'total'): report.metric('rhyme', f"{r['dataset']}_{k}", r[k])
     report.metric('rhyme', 'seconds', round(time.perf_counter() - t0, 1))
 
-# %% ../nbs/10_rhyme.ipynb #e5488679
+# %% ../nbs/10_rhyme.ipynb #9741f9cc
 def rhyme_demo(poem:str|None=None  # the poem to start with (default: 静夜思)
               ):
     "An ipywidgets demo: type a poem, choose form and group, see the 平仄 grid, rhyme marks and scores."

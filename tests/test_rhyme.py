@@ -328,3 +328,21 @@ def test_mengxue_layout_strips_notes():
     assert len(poems) == 320 and sum(p['form'] is not None for p in poems) > 200
     lines = [l for p in poems for l in R.split_lines(p['paragraphs'])]
     assert not any(ch in l for l in lines for ch in '()（）：')
+
+
+@needs_poetry
+def test_fast_fit_matches_reference_fit_on_corpus():
+    T = R.pingshui_table()
+    poems = R.load_poems(POETRY/'tangshi300_quantangshi.json')
+    n = 0
+    for p in poems:
+        for line in R.split_lines(p['paragraphs']):
+            masks = [T.mask.get(c, 0) for c in line]
+            C = 7 if len(line) >= 6 else 5
+            for s in (R.PING, R.ZE):
+                for e in (R.PING, R.ZE):
+                    pat = R.line_pattern(C, s, e)
+                    for lo in (True, False):
+                        assert R.fit_line_fast(masks, pat, lo) == R.fit_line(masks, pat, lo)[:2], (line, pat, lo)
+                        n += 1
+    assert n > 10000
