@@ -250,6 +250,11 @@ def use_cjk_font()->str|None:
     import matplotlib
     from matplotlib import font_manager
     have = {f.name for f in font_manager.fontManager.ttflist}
+    if not have & set(CJK_FONTS):  # installed after matplotlib cached its font list: register the files directly
+        for path in font_manager.findSystemFonts():
+            if any(k in Path(path).name.lower() for k in ('wqy', 'notosanscjk', 'sourcehansans', 'simhei', 'msyh', 'uming')):
+                with contextlib.suppress(Exception): font_manager.fontManager.addfont(path)
+        have = {f.name for f in font_manager.fontManager.ttflist}
     for name in CJK_FONTS:
         if name in have:
             matplotlib.rcParams['font.sans-serif'] = [name] + [f for f in matplotlib.rcParams['font.sans-serif'] if f != name]
@@ -262,9 +267,12 @@ def use_cjk_font()->str|None:
 COMMANDS = {
     'world':  ('knowlm_nb.world:cli_world', 'generate the toy knowledge world and write every dataset as JSONL'),
     'models': ('knowlm_nb.models:cli_models', 'train the world tokenizer, list or inspect the registered models'),
+    'chunk':  ('knowlm_nb.chunking:cli_chunk', 'split a corpus into sentence-aligned chunks and write an mmap index'),
+    'rhyme':  ('knowlm_nb.rhyme:cli_rhyme', 'score classical poems for 平仄, 平水韵 rhymes, 对仗 and length'),
 }
 
-PIPELINE = ['knowlm_nb.world:pipeline_world', 'knowlm_nb.models:pipeline_models']
+PIPELINE = ['knowlm_nb.world:pipeline_world', 'knowlm_nb.models:pipeline_models', 'knowlm_nb.chunking:pipeline_chunking',
+            'knowlm_nb.rhyme:pipeline_rhyme']
 
 def _resolve(spec:str):
     mod, fn = spec.split(':')
