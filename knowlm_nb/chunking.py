@@ -12,7 +12,7 @@ __all__ = ['sentence_bounds', 'split_sentences', 'ChunkTokenizer', 'as_tokenizer
            'world_articles', 'compare_modes', 'plot_chunk_lengths', 'cli_chunk', 'pipeline_chunking', 'render_chunks',
            'chunk_demo']
 
-# %% ../nbs/03_chunking.ipynb #3362a19c
+# %% ../nbs/03_chunking.ipynb #c6d8041a
 import os, re, sys, json, math, time, shutil, struct, bisect, tempfile, argparse, itertools, contextlib
 from collections import Counter, deque
 from dataclasses import dataclass, asdict, replace
@@ -21,7 +21,7 @@ import numpy as np
 from .core import DataFormatError, atomic_write, write_json, read_json
 from .world import make_world, pretrain_documents
 
-# %% ../nbs/03_chunking.ipynb #a3c1f12e
+# %% ../nbs/03_chunking.ipynb #71604155
 _CJK = '\u2e80-\u2fdf\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f'
 _CJK_PUNCT = '\u3000-\u303f\uff00-\uffef'
 _CLOSE = '”’"\'）)\\]】」』》〉〕}'
@@ -75,7 +75,7 @@ def split_sentences(text:str,  # a document in Chinese, English or both
     b = sentence_bounds(text, lang)
     return [text[s:e] for s, e in zip(b, b[1:] + [len(text)])]
 
-# %% ../nbs/03_chunking.ipynb #ebed4f16
+# %% ../nbs/03_chunking.ipynb #7485c12c
 _BOS_NAMES = ('<|bos|>', '<s>', '<|begin_of_text|>', '<|startoftext|>', '<bos>', '[CLS]')
 _EOS_NAMES = ('<|eos|>', '</s>', '<|endoftext|>', '<|end_of_text|>', '<eos>', '<|im_end|>', '[SEP]')
 
@@ -128,7 +128,7 @@ def as_tokenizer(tokenizer  # a HF fast tokenizer, a `tokenizers.Tokenizer`, a d
     return ChunkTokenizer(backend, tokenizer.bos_token_id, tokenizer.eos_token_id,
                           max(len(tokenizer), backend.get_vocab_size(with_added_tokens=True)), getattr(tokenizer, 'name_or_path', ''))
 
-# %% ../nbs/03_chunking.ipynb #dde77d4e
+# %% ../nbs/03_chunking.ipynb #0f0604e8
 def token_bounds(encoding,  # a `tokenizers.Encoding` of the whole document
                  char_bounds:list  # character offsets where sentences start (from `sentence_bounds`)
                 )->list:
@@ -151,7 +151,7 @@ def _token_bounds_from_offsets(offsets, char_bounds):
         if out[-1] < t < len(offsets): out.append(t)
     return out
 
-# %% ../nbs/03_chunking.ipynb #91757397
+# %% ../nbs/03_chunking.ipynb #e937242e
 class OverlongSentenceError(ValueError):
     "A sentence is longer than the window and `overlong='error'` was asked for."
 
@@ -225,7 +225,7 @@ def _pack_knowlm(pieces, max_len):
         spans.append((starts[s], starts[j])); prev, i = i, j
     return spans
 
-# %% ../nbs/03_chunking.ipynb #7f751b7a
+# %% ../nbs/03_chunking.ipynb #427a05c6
 def min_chunks_bruteforce(lengths:list,  # token count of each sentence
                           max_len:int  # the window
                          )->int:
@@ -239,7 +239,7 @@ def min_chunks_bruteforce(lengths:list,  # token count of each sentence
         if p in allowed: best[p] = 1 + min(best[q] for q in range(p + 1, min(n, p + max_len) + 1) if q in allowed or q == n)
     return best[0] if n else 0
 
-# %% ../nbs/03_chunking.ipynb #fd120854
+# %% ../nbs/03_chunking.ipynb #7c53c24e
 @dataclass(frozen=True)
 class ChunkConfig:
     "How documents are cut into chunks."
@@ -268,7 +268,7 @@ class ChunkConfig:
         "The effective minimum chunk length."
         return self.min_len if self.min_len is not None else (21 if self.mode == 'knowlm' else 1)
 
-# %% ../nbs/03_chunking.ipynb #f043be6a
+# %% ../nbs/03_chunking.ipynb #098d1285
 _STAT_KEYS = ('documents', 'sentences', 'overlong_sentences', 'chunks', 'tokens', 'doc_tokens',
               'dropped_chunks', 'dropped_tokens', 'duplicated_tokens')
 
@@ -324,7 +324,7 @@ def chunk_document(text:str,  # one document
     tokens, lengths, _, _ = chunk_texts([text], tokenizer, config)
     return np.split(tokens, np.cumsum(lengths)[:-1]) if len(lengths) else []
 
-# %% ../nbs/03_chunking.ipynb #d9ae3c65
+# %% ../nbs/03_chunking.ipynb #04b033b2
 _MAGIC, _VERSION = b'KNLMIDX\x00', 1
 _HEAD = struct.Struct('<8sIIQQI')  # magic, version, bytes per id, samples, tokens, metadata length
 _BLOCK = 1 << 20  # entries per block when streaming the index
@@ -433,7 +433,7 @@ class IndexedDatasetWriter:
         if typ is None: self.close()
         else: self.abort()
 
-# %% ../nbs/03_chunking.ipynb #21fac492
+# %% ../nbs/03_chunking.ipynb #69dbcbff
 class IndexedDataset:
     "Random access to the samples of an index pair through `np.memmap`; `ds[i]` is a numpy array of token ids."
     def __init__(self, prefix:str|Path,  # path without extension (or with .idx/.bin)
@@ -554,7 +554,7 @@ def __getattr__(name):  # `knowlm_nb.chunking.IndexedTorchDataset` exists once a
     if name == 'IndexedTorchDataset': return _torch_dataset_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-# %% ../nbs/03_chunking.ipynb #c42206c1
+# %% ../nbs/03_chunking.ipynb #3d9033e2
 def write_knowlm_legacy(prefix:str|Path,  # output path without extension
                         samples  # an iterable of token id sequences (ids < 65,536)
                        )->Path:
@@ -591,7 +591,7 @@ def read_knowlm_legacy(prefix:str|Path,  # path without extension
     if verify: ds.verify()
     return ds
 
-# %% ../nbs/03_chunking.ipynb #4731959d
+# %% ../nbs/03_chunking.ipynb #5f939679
 def merge_indexed(prefixes:list,  # input index pairs (ours or KnowLM's legacy layout)
                   out:str|Path,  # output prefix
                   sources:list|None=None,  # one source name per input (default: keep each shard's own tags)
@@ -642,7 +642,7 @@ def mixture_indices(ds:IndexedDataset,  # an index with source tags
     rng.shuffle(out)
     return out
 
-# %% ../nbs/03_chunking.ipynb #5658205c
+# %% ../nbs/03_chunking.ipynb #2fcde514
 def _skip(counts, msg, errors):
     if errors == 'strict': raise DataFormatError(msg + "; use errors='skip' (--errors skip) to skip such documents and count them")
     counts['bad_documents'] += 1
@@ -711,7 +711,7 @@ def iter_documents(path:str|Path,  # a .txt or .jsonl file
         c['empty_files'] += 1
         if len(c['warnings']) < 20: c['warnings'].append(f"{path}: no non-empty documents")
 
-# %% ../nbs/03_chunking.ipynb #3c32b91c
+# %% ../nbs/03_chunking.ipynb #6ead5668
 _W = {}
 
 def _worker_init(tok_json, bos_id, eos_id, vocab_size, name, cfg, dtype):
@@ -801,7 +801,7 @@ def format_summary(s:dict)->str:
             ('output', f"{s['out']}.bin/.idx in {s['seconds']:.1f}s with {s['workers']} worker(s)")]
     return '\n'.join(f"{k:>10}  {v}" for k, v in rows + [('warning', x) for x in s['warnings']])
 
-# %% ../nbs/03_chunking.ipynb #e4fc0bde
+# %% ../nbs/03_chunking.ipynb #18e22458
 def world_articles(world,  # a `World`
                    per_article:int=10,  # paragraphs joined into one article
                    repeats:int|None=None  # passed to `pretrain_documents`
@@ -811,7 +811,7 @@ def world_articles(world,  # a `World`
     for d in pretrain_documents(world, repeats=repeats): by.setdefault(d['lang'], []).append(d['text'])
     return [{'lang': lang, 'text': '\n\n'.join(ps[i:i + per_article])} for lang, ps in by.items() for i in range(0, len(ps), per_article)]
 
-# %% ../nbs/03_chunking.ipynb #bd639738
+# %% ../nbs/03_chunking.ipynb #610309ec
 def compare_modes(texts:list,  # documents
                   tokenizer,  # anything `as_tokenizer` accepts
                   max_len:int=1024,  # the window
@@ -838,7 +838,7 @@ def plot_chunk_lengths(rows:list,  # from `compare_modes`
     fig.tight_layout()
     return fig
 
-# %% ../nbs/03_chunking.ipynb #bd06f7d7
+# %% ../nbs/03_chunking.ipynb #9e30c2fd
 def cli_chunk(argv:list|None=None  # command-line arguments (default: sys.argv[1:])
              )->int:
     "`knowlm-nb chunk`: cut .txt/.jsonl documents into sentence-aligned chunks and write an mmap index."
@@ -871,7 +871,7 @@ def cli_chunk(argv:list|None=None  # command-line arguments (default: sys.argv[1
     print(format_summary(s))
     return 0
 
-# %% ../nbs/03_chunking.ipynb #1575c4e0
+# %% ../nbs/03_chunking.ipynb #06a93e94
 def pipeline_chunking(report, ctx:dict):
     "Pipeline stage: chunk the world's pretraining documents into `out/chunks/pretrain.{bin,idx}`; compare with KnowLM's packing."
     from knowlm_nb.core import write_jsonl
@@ -899,7 +899,7 @@ def pipeline_chunking(report, ctx:dict):
     for k in ('documents', 'chunks', 'tokens', 'fill_ratio', 'dropped_tokens'): report.metric('chunking', k, s[k])
     report.metric('chunking', 'knowlm_duplicated_tokens', rows[1]['duplicated'])
 
-# %% ../nbs/03_chunking.ipynb #58e98e40
+# %% ../nbs/03_chunking.ipynb #a0e45e17
 _COLOURS = ['#fde2e4', '#e2ece9', '#dfe7fd', '#fff1c1', '#e8dff5', '#d7f9f1']
 
 def render_chunks(text:str, tokenizer, config:ChunkConfig)->str:
