@@ -27,29 +27,25 @@ _CJK_PUNCT = '\u3000-\u303f\uff00-\uffef'
 _CLOSE = '”’"\'）)\\]】」』》〉〕}'
 _ABBREV = frozenset('mr mrs ms dr prof sr jr st mt gen col capt lt sgt rev hon gov sen rep pres vs no nos fig figs vol vols '
                     'ch pp ed eds inc ltd co corp dept univ approx est al cf'.split())
-_WORD_END = re.compile(r'[A-Za-z]+\Z')
 _HAS_CJK = re.compile(f'[{_CJK}]')
 
+def _ci(w): return ''.join(f'[{c.upper()}{c}]' for c in w)
+# a full stop after an abbreviation or an initial (J. Smith, U.S., e.g.) ends nothing; the look-behinds run only at full stops
+_NOT_ABBREV = ''.join(f'(?<!(?<![A-Za-z]){_ci(a)}\\.)' for a in sorted(_ABBREV)) + r'(?<!(?<![A-Za-z])[A-Z]\.)(?<!\.[A-Za-z]\.)'
+
 def _splitter(lang):
-    zh = lang == 'zh'
-    alts = [f'[。！？；]+[{_CLOSE}]*',                                           # Chinese full stops: always
-            (f'[;!?]+[{_CLOSE}]*' if zh else f'(?<=[{_CJK}{_CJK_PUNCT}])[;!?]+[{_CLOSE}]*'),  # ASCII ;!? in Chinese text
-            f'[!?]+[{_CLOSE}]*(?=\\s|\\Z|[{_CJK}])',                           # English ! and ?
-            f'(?P<dot>\\.+)[{_CLOSE}]*(?=\\s+[^\\sa-z]|\\s*\\Z|[{_CJK}])',          # a full stop (abbreviations checked after)
-            f'…+[{_CLOSE}]*(?=\\s+[^\\sa-z]|\\s*\\Z)',                            # an ellipsis before a capital
-            r'(?=\n[ \t]*\n)']                                                  # a blank line
-    if zh: alts.append(r'(?=\n)')                                              # every line break
-    elif lang == 'auto': alts.append(f'(?<=[{_CJK}{_CJK_PUNCT}])(?=\\n)')       # a line break after Chinese
+    "One regex whose every branch starts with the character it splits at, so the scan is fast."
+    alts = [f'[。！？；]+[{_CLOSE}]*',                                              # Chinese full stops: always
+            (f'[;!?]+[{_CLOSE}]*' if lang == 'zh' else f'[;!?](?<=[{_CJK}{_CJK_PUNCT}][;!?])[;!?]*[{_CLOSE}]*'),  # ASCII ;!? in Chinese text
+            f'[!?]+[{_CLOSE}]*(?=\\s|\\Z|[{_CJK}])',                              # English ! and ?
+            f'(?:\\.\\.+|\\.{_NOT_ABBREV})[{_CLOSE}]*(?=\\s+[^\\sa-z]|\\s*\\Z|[{_CJK}])',  # a full stop or an ellipsis
+            f'…+[{_CLOSE}]*(?=\\s+[^\\sa-z]|\\s*\\Z)',                               # a Unicode ellipsis before a capital
+            {'zh': r'(?P<nl>\n)',                                                 # line breaks: every one,
+             'en': r'(?P<nl>\n)(?=[ \t]*\n)',                                     # blank lines only,
+             'auto': f'(?P<nl>\\n)(?:(?=[ \\t]*\\n)|(?<=[{_CJK}{_CJK_PUNCT}]\\n))'}[lang]]  # or blank lines and breaks after Chinese
     return re.compile('|'.join(alts))
 
 _SPLITTERS = {lang: _splitter(lang) for lang in ('auto', 'zh', 'en')}
-
-def _is_abbrev(text, d):
-    "Is the single full stop at `d` the end of an abbreviation or an initial?"
-    w = _WORD_END.search(text, max(0, d - 10), d)
-    if not w: return False
-    if len(w.group()) == 1: return w.group().isupper() or (w.start() > 0 and text[w.start() - 1] == '.')  # J. Smith, U.S., e.g.
-    return w.group().lower() in _ABBREV
 
 def sentence_bounds(text:str,  # a document in Chinese, English or both
                     lang:str='auto'  # 'auto' (rules chosen by the neighbouring characters), 'zh' (also split at every line break and ASCII ;!?) or 'en'
@@ -59,11 +55,12 @@ def sentence_bounds(text:str,  # a document in Chinese, English or both
     if not text: return []
     out, n = [0], len(text)
     for m in _SPLITTERS[lang].finditer(text):
-        e = m.end()
-        if e >= n or e <= out[-1]: continue  # the end of the text, or a boundary we already have
-        d = m.start('dot')
-        if d >= 0 and m.end('dot') - d == 1 and _is_abbrev(text, d): continue
-        if m.start() == e and text[out[-1]:e].isspace(): continue  # a blank line right after a blank line: whitespace joins the next sentence
+        if m.lastgroup:  # a line break: the boundary goes before it, unless only whitespace precedes it
+            e = m.start()
+            if e <= out[-1] or text[out[-1]:e].isspace(): continue
+        else:
+            e = m.end()
+            if e >= n or e <= out[-1]: continue  # the end of the text, or a boundary we already have
         out.append(e)
     if len(out) > 1 and text[out[-1]:].isspace(): out.pop()  # trailing whitespace stays with the last sentence
     return out
@@ -288,14 +285,15 @@ def _plan(text, enc, cb, tk, cfg):
 def chunk_texts(texts:list,  # documents (non-empty strings)
                 tokenizer,  # anything `as_tokenizer` accepts
                 config:ChunkConfig=ChunkConfig(),  # how to cut
-                dtype=np.uint32  # dtype of the returned token array
+                dtype=np.uint32,  # dtype of the returned token array
+                encodings:list|None=None  # the `tokenizers` encodings of `texts`, if already computed
                )->tuple:
     "Chunk a batch of documents: `(tokens, lengths, doc_of_chunk, stats)` with all chunks' tokens in one flat array."
     tk, cfg = as_tokenizer(tokenizer), config
     if cfg.bos and tk.bos_id is None: raise ValueError(f"tokenizer {tk.name!r} has no BOS token: set bos=False (--no-bos)")
     if cfg.eos and tk.eos_id is None: raise ValueError(f"tokenizer {tk.name!r} has no EOS token: set eos=False (--no-eos)")
     bos, eos, mn = ([tk.bos_id] if cfg.bos else []), ([tk.eos_id] if cfg.eos else []), cfg.min_tokens
-    encs = tk.backend.encode_batch(texts, add_special_tokens=False)
+    encs = encodings if encodings is not None else tk.backend.encode_batch(texts, add_special_tokens=False)
     st = dict.fromkeys(_STAT_KEYS, 0)
     pieces, lengths, doc_of = [], [], []
     for k, (text, enc) in enumerate(zip(texts, encs)):
@@ -763,8 +761,15 @@ def chunk_corpus(inputs:list,  # .txt / .jsonl files
         for k, v in s.items(): st[k] += v
         bar.update(nb)
     try:
-        if workers == 1:
-            for texts, srcs, nb in batches: consume(chunk_texts(texts, tk, cfg, w.dtype), srcs, nb)
+        if workers == 1:  # a thread tokenizes the next batch (Rust, without the GIL) while this one is split and packed
+            from concurrent.futures import ThreadPoolExecutor
+            with ThreadPoolExecutor(1) as ex:
+                prev = None
+                for texts, srcs, nb in batches:
+                    fut = ex.submit(tk.backend.encode_batch, texts, add_special_tokens=False)
+                    if prev: consume(chunk_texts(prev[0], tk, cfg, w.dtype, prev[3].result()), *prev[1:3])
+                    prev = (texts, srcs, nb, fut)
+                if prev: consume(chunk_texts(prev[0], tk, cfg, w.dtype, prev[3].result()), *prev[1:3])
         else:
             import multiprocessing as mp
             from knowlm_nb import chunking as m  # the workers import the module, not the notebook
