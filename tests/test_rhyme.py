@@ -346,3 +346,23 @@ def test_fast_fit_matches_reference_fit_on_corpus():
                         assert R.fit_line_fast(masks, pat, lo) == R.fit_line(masks, pat, lo)[:2], (line, pat, lo)
                         n += 1
     assert n > 10000
+
+
+def test_fit_table_matches_reference_fit_on_every_code():
+    "The precomputed per-code fits that `score_poem` sums are the reference `fit_line` numbers, for every tone code of 5 and 7 characters."
+    kinds = [(s, e) for s in (R.PING, R.ZE) for e in (R.PING, R.ZE)]
+    for C in (5, 7):
+        for lo in (True, False):
+            tab = R.fit_table(C, lo)
+            assert len(tab) == 4 ** C
+            for code, packed in tab.items():
+                masks = [int(ch) for ch in code]
+                ref = [R.fit_line(masks, R.line_pattern(C, s, e), lo)[:2] for s, e in kinds]
+                assert [(v & 0xffffffff, v >> 32) for v in packed] == ref, (code, lo)
+
+
+def test_cached_and_cold_scores_agree():
+    R.clear_caches()
+    cold = [R.score_poem(p).as_dict() for p in (CHUNWANG, DENGGAO, JINGYESI, JIANGXUE, DENGGAO + JINGYESI)]
+    warm = [R.score_poem(p).as_dict() for p in (CHUNWANG, DENGGAO, JINGYESI, JIANGXUE, DENGGAO + JINGYESI)]
+    assert cold == warm
