@@ -34,16 +34,16 @@ def _ci(w): return ''.join(f'[{c.upper()}{c}]' for c in w)
 _NOT_ABBREV = ''.join(f'(?<!(?<![A-Za-z]){_ci(a)}\\.)' for a in sorted(_ABBREV)) + r'(?<!(?<![A-Za-z])[A-Z]\.)(?<!\.[A-Za-z]\.)'
 
 def _splitter(lang):
-    "One regex whose every branch starts with the character it splits at, so the scan is fast."
-    alts = [f'[。！？；]+[{_CLOSE}]*',                                              # Chinese full stops: always
-            (f'[;!?]+[{_CLOSE}]*' if lang == 'zh' else f'[;!?](?<=[{_CJK}{_CJK_PUNCT}][;!?])[;!?]*[{_CLOSE}]*'),  # ASCII ;!? in Chinese text
-            f'[!?]+[{_CLOSE}]*(?=\\s|\\Z|[{_CJK}])',                              # English ! and ?
-            f'(?:\\.\\.+|\\.{_NOT_ABBREV})[{_CLOSE}]*(?=\\s+[^\\sa-z]|\\s*\\Z|[{_CJK}])',  # a full stop or an ellipsis
-            f'…+[{_CLOSE}]*(?=\\s+[^\\sa-z]|\\s*\\Z)',                               # a Unicode ellipsis before a capital
-            {'zh': r'(?P<nl>\n)',                                                 # line breaks: every one,
-             'en': r'(?P<nl>\n)(?=[ \t]*\n)',                                     # blank lines only,
-             'auto': f'(?P<nl>\\n)(?:(?=[ \\t]*\\n)|(?<=[{_CJK}{_CJK_PUNCT}]\\n))'}[lang]]  # or blank lines and breaks after Chinese
-    return re.compile('|'.join(alts))
+    "One regex that starts with the set of split characters (so the scan skips everything else in C), then checks the context."
+    alts = [f'(?<=[。！？；])[。！？；]*[{_CLOSE}]*',                                      # Chinese full stops: always
+            (f'(?<=[;!?])[;!?]*[{_CLOSE}]*' if lang == 'zh' else f'(?<=[{_CJK}{_CJK_PUNCT}][;!?])[;!?]*[{_CLOSE}]*'),  # ASCII ;!? in Chinese text
+            f'(?<=[!?])[!?]*[{_CLOSE}]*(?=\\s|\\Z|[{_CJK}])',                              # English ! and ?
+            f'(?<=\\.)(?:\\.+|{_NOT_ABBREV})[{_CLOSE}]*(?=\\s+[^\\sa-z]|\\s*\\Z|[{_CJK}])',  # a full stop or an ellipsis
+            f'(?<=…)…*[{_CLOSE}]*(?=\\s+[^\\sa-z]|\\s*\\Z)',                               # a Unicode ellipsis before a capital
+            {'zh': r'(?<=\n)',                                                        # line breaks: every one,
+             'en': r'(?<=\n)(?=[ \t]*\n)',                                            # blank lines only,
+             'auto': f'(?<=\\n)(?:(?=[ \\t]*\\n)|(?<=[{_CJK}{_CJK_PUNCT}]\\n))'}[lang]]    # or blank lines and breaks after Chinese
+    return re.compile('[。！？；;!?.…\\n](?:' + '|'.join(alts) + ')')
 
 _SPLITTERS = {lang: _splitter(lang) for lang in ('auto', 'zh', 'en')}
 
@@ -55,13 +55,12 @@ def sentence_bounds(text:str,  # a document in Chinese, English or both
     if not text: return []
     out, n = [0], len(text)
     for m in _SPLITTERS[lang].finditer(text):
-        if m.lastgroup:  # a line break: the boundary goes before it, unless only whitespace precedes it
-            e = m.start()
-            if e <= out[-1] or text[out[-1]:e].isspace(): continue
+        s = m.start()
+        if text[s] == '\n':  # a line break: the boundary goes before it, unless only whitespace precedes it
+            if s > out[-1] and not text[out[-1]:s].isspace(): out.append(s)
         else:
             e = m.end()
-            if e >= n or e <= out[-1]: continue  # the end of the text, or a boundary we already have
-        out.append(e)
+            if out[-1] < e < n: out.append(e)  # not the end of the text, nor a boundary we already have
     if len(out) > 1 and text[out[-1]:].isspace(): out.pop()  # trailing whitespace stays with the last sentence
     return out
 
@@ -799,7 +798,7 @@ def format_summary(s:dict)->str:
     rows = [('documents', f"{s['documents']:,} chunked, {s['empty_documents']:,} empty, {s['bad_documents']:,} skipped as bad "
                           f"({s['files']} files, {s['empty_files']} without documents, {s['input_bytes']/1e6:.2f} MB)"),
             ('sentences', f"{s['sentences']:,} ({s['overlong_sentences']:,} longer than max_len={s['config']['max_len']})"),
-            ('chunks', f"{s['chunks']:,} ({s['dropped_chunks']:,} shorter than {s['config']['min_len'] or 'min_len'} dropped)"),
+            ('chunks', f"{s['chunks']:,} ({s['dropped_chunks']:,} shorter than min_len={ChunkConfig(**s['config']).min_tokens} dropped)"),
             ('tokens', f"{s['tokens']:,} written of {s['doc_tokens']:,} ({s['dropped_tokens']:,} dropped, {s['duplicated_tokens']:,} duplicated)"),
             ('fill ratio', f"{s['fill_ratio']:.3f} (tokens / (chunks x max_len))"),
             ('sources', ', '.join(f"{k}: {v:,}" for k, v in s['sources'].items())),
