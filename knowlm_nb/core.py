@@ -268,11 +268,12 @@ COMMANDS = {
     'world':  ('knowlm_nb.world:cli_world', 'generate the toy knowledge world and write every dataset as JSONL'),
     'models': ('knowlm_nb.models:cli_models', 'train the world tokenizer, list or inspect the registered models'),
     'chunk':  ('knowlm_nb.chunking:cli_chunk', 'split a corpus into sentence-aligned chunks and write an mmap index'),
+    'pretrain': ('knowlm_nb.pretrain:cli_pretrain', '(continued) pretraining with the HF Trainer, DeepSpeed ZeRO for scale-up'),
     'rhyme':  ('knowlm_nb.rhyme:cli_rhyme', 'score classical poems for 平仄, 平水韵 rhymes, 对仗 and length'),
 }
 
 PIPELINE = ['knowlm_nb.world:pipeline_world', 'knowlm_nb.models:pipeline_models', 'knowlm_nb.chunking:pipeline_chunking',
-            'knowlm_nb.rhyme:pipeline_rhyme']
+            'knowlm_nb.pretrain:pipeline_pretrain', 'knowlm_nb.rhyme:pipeline_rhyme']
 
 def _resolve(spec:str):
     mod, fn = spec.split(':')
@@ -306,6 +307,9 @@ def main(argv:list|None=None  # command-line arguments (default: sys.argv[1:])
         )->int:
     "Entry point of the `knowlm-nb` console command."
     argv = list(sys.argv[1:] if argv is None else argv)
+    # the deepspeed launcher adds --local_rank=N to the script's arguments; the rank is in $LOCAL_RANK too
+    argv = [a for i, a in enumerate(argv) if not a.startswith(('--local_rank=', '--local-rank='))
+            and a not in ('--local_rank', '--local-rank') and (i == 0 or argv[i-1] not in ('--local_rank', '--local-rank'))]
     p = argparse.ArgumentParser(prog='knowlm-nb', description='knowlm_nb: how knowledge-enhanced LLMs are built, stage by stage.',
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog='commands:\n' + '\n'.join(f'  {k:<10} {v[1]}' for k, v in

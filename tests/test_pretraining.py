@@ -1,0 +1,158 @@
+"Pretraining: collator, loss falls and every parameter moves, kill -9 and resume, bad inputs, index data, CLI."
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import numpy as np
+import pytest
+
+torch = pytest.importorskip('torch')
+from knowlm_nb.pretrain import (CausalLMCollator, PretrainConfig, pretrain, PretrainInputError, load_pretraining_data, check_run_inputs,
+                                zero_config, write_zero_config, launch_command, last_checkpoint, fact_recall, tiny_lm, perplexity)
+from knowlm_nb.models import world_tokenizer, tiny_config, build_model, save_model
+from knowlm_nb.core import DataFormatError
+
+SMALL = dict(hidden_size=32, n_layers=2, n_heads=4, doc_repeats=1, max_len=128, lr=3e-3, warmup_steps=5)
+BIN = Path(sys.executable).parent
+
+def test_collator_masks_padding_not_pad_valued_tokens():
+    b = CausalLMCollator(pad_id=3, pad_to_multiple_of=4)([[3, 1, 2], [7, 8, 9, 10, 11]])
+    assert b['input_ids'].shape == (2, 8)
+    assert b['attention_mask'].tolist() == [[1, 1, 1, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 0, 0, 0]]
+    assert b['labels'].tolist() == [[3, 1, 2, -100, -100, -100, -100, -100], [7, 8, 9, 10, 11, -100, -100, -100]]
+    assert CausalLMCollator(pad_id=0, max_len=2)([[1, 2, 3]])['input_ids'].tolist() == [[1, 2]]
+    with pytest.raises(ValueError, match='empty sample'): CausalLMCollator(pad_id=0)([[]])
+
+def test_padding_does_not_change_the_loss():
+    "A sample's loss is the same alone or padded in a batch: the mask really removes padding."
+    tok = world_tokenizer()
+    m = build_model(tiny_config(tokenizer=tok, hidden_size=32, n_layers=2), seed=0).eval()
+    col = CausalLMCollator(tok.pad_token_id)
+    a, b = tok('Kalo was born in Sator.')['input_ids'], tok('卡洛·仁米出生于萨托城，后来任职于洛凡研究所。')['input_ids']
+    with torch.no_grad():
+        alone = m(**col([a])).loss
+        batch = col([a, b]); logits = m(input_ids=batch['input_ids'], attention_mask=batch['attention_mask']).logits
+        l0 = torch.nn.functional.cross_entropy(logits[0, :-1], batch['labels'][0, 1:], ignore_index=-100)
+    assert torch.allclose(alone, l0, atol=1e-5)
+
+def test_loss_falls_and_every_trainable_parameter_changes(tmp_path):
+    tok = world_tokenizer()
+    r0 = build_model(tiny_config('llama', tokenizer=tok, hidden_size=32, n_layers=2, max_position_embeddings=512), seed=0)
+    before = {k: v.detach().clone() for k, v in r0.named_parameters()}
+    r = pretrain(out=str(tmp_path/'run'), max_steps=40, logging_steps=5, seed=0, **SMALL)
+    losses = [h['loss'] for h in r.log_history if 'loss' in h]
+    assert losses[-1] < losses[0] - 0.5, losses
+    after = dict(r.model.named_parameters())
+    assert set(before) == set(after)
+    unchanged = [k for k, v in before.items() if after[k].requires_grad and torch.equal(v, after[k].detach().cpu())]
+    assert unchanged == [], unchanged
+    assert (tmp_path/'run'/'final'/'model.safetensors').exists() and (tmp_path/'run'/'log_history.json').exists()
+
+def _final_loss(run_dir):
+    hist = json.loads((Path(run_dir)/'log_history.json').read_text())
+    return [h['loss'] for h in hist if 'loss' in h][-1]
+
+def _weights(run_dir):
+    from safetensors.torch import load_file
+    return load_file(str(Path(run_dir)/'final'/'model.safetensors'))
+
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+    args = ['pretrain', '--hidden-size', '32', '--n-layers', '2', '--doc-repeats', '1', '--max-len', '128', '--lr', '3e-3', '--warmup-steps', '5',
+            '--max-steps', '40', '--save-steps', '10', '--logging-steps', '1', '--seed', '0', '--batch-size', '8']
+    env = {**os.environ, 'KNOWLM_NB_DEVICE': 'cpu'}
+    r = subprocess.run([str(BIN/'knowlm-nb'), *args, '--out', str(tmp_path/'full')], capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    p = subprocess.Popen([str(BIN/'knowlm-nb'), *args, '--out', str(tmp_path/'cut')], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        ck = last_checkpoint(tmp_path/'cut')
+        if ck is not None and int(ck.name.split('-')[1]) >= 20 and (ck/'rng_state.pth').exists() and (ck/'scheduler.pt').exists(): break
+        if p.poll() is not None: pytest.fail('the run ended before it could be killed')
+        time.sleep(0.05)
+    time.sleep(0.5)
+    p.send_signal(signal.SIGKILL); p.wait()
+    assert not (tmp_path/'cut'/'final').exists(), 'killed too late: the run had finished'
+    killed_at = int(last_checkpoint(tmp_path/'cut').name.split('-')[1])
+    assert 20 <= killed_at < 40
+    r = subprocess.run([str(BIN/'knowlm-nb'), *args, '--out', str(tmp_path/'cut'), '--resume'], capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert abs(_final_loss(tmp_path/'full') - _final_loss(tmp_path/'cut')) < 1e-4
+    wa, wb = _weights(tmp_path/'full'), _weights(tmp_path/'cut')
+    assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-4
+
+def test_tokenizer_larger_than_embedding(tmp_path):
+    tok = world_tokenizer()
+    m = build_model(tiny_config(vocab_size=len(tok) - 10, hidden_size=32, n_layers=1, n_heads=4))
+    save_model(m, tok, tmp_path/'small_vocab')
+    with pytest.raises(PretrainInputError, match='embedding has'):
+        pretrain(model=str(tmp_path/'small_vocab'), out=str(tmp_path/'run'), max_steps=2)
+    assert not (tmp_path/'run'/'final').exists()
+
+def test_max_len_above_positions(tmp_path):
+    tok = world_tokenizer()
+    m = build_model(tiny_config(tokenizer=tok, hidden_size=32, n_layers=1, max_position_embeddings=64))
+    save_model(m, tok, tmp_path/'short')
+    with pytest.raises(PretrainInputError, match='max_position_embeddings=64'):
+        pretrain(model=str(tmp_path/'short'), out=str(tmp_path/'run'), max_steps=2, max_len=128)
+
+def test_resume_from_a_different_model(tmp_path):
+    pretrain(out=str(tmp_path/'run'), max_steps=4, save_steps=2, **SMALL)
+    with pytest.raises(PretrainInputError, match='different model: hidden_size 32 != 64'):
+        pretrain(out=str(tmp_path/'run'), max_steps=8, save_steps=2, resume=True, **{**SMALL, 'hidden_size': 64})
+
+def test_missing_and_corrupt_index(tmp_path):
+    tok = world_tokenizer()
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        load_pretraining_data(tmp_path/'nothing', tok)
+    from knowlm_nb.chunking import IndexedDatasetWriter
+    with IndexedDatasetWriter(tmp_path/'ix', vocab_size=len(tok)) as w:
+        for i in range(20): w.add(np.arange(5 + i) % len(tok))
+    data = load_pretraining_data(tmp_path/'ix', tok)
+    assert len(data) == 20
+    b = (tmp_path/'ix.bin').read_bytes(); (tmp_path/'ix.bin').write_bytes(b[:len(b)//2])
+    with pytest.raises(DataFormatError, match=r'ix.bin.*truncated'):
+        pretrain(data=str(tmp_path/'ix'), out=str(tmp_path/'run'), max_steps=2, **SMALL)
+
+def test_bad_jsonl_line_names_file_and_line(tmp_path):
+    (tmp_path/'c.jsonl').write_text('{"text": "ok"}\n{"txt": "no"}\n', encoding='utf-8')
+    with pytest.raises(DataFormatError, match="c.jsonl:2: missing field 'text'"):
+        pretrain(data=str(tmp_path/'c.jsonl'), out=str(tmp_path/'run'), max_steps=2, **SMALL)
+
+def test_cli_trains_on_a_chunk_index_with_mixture(tmp_path):
+    from knowlm_nb.world import make_world, pretrain_documents
+    from knowlm_nb.core import write_jsonl
+    from knowlm_nb.chunking import chunk_corpus, ChunkConfig
+    docs = pretrain_documents(make_world())
+    write_jsonl(tmp_path/'docs.jsonl', docs)
+    chunk_corpus([tmp_path/'docs.jsonl'], world_tokenizer(), tmp_path/'chunks', ChunkConfig(max_len=128), source_field='lang', progress=False)
+    r = subprocess.run([str(BIN/'knowlm-nb'), 'pretrain', '--data', str(tmp_path/'chunks'), '--out', str(tmp_path/'run'), '--hidden-size', '32',
+                        '--n-layers', '2', '--max-steps', '6', '--logging-steps', '2', '--mixture', 'zh=0.8,en=0.2'],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'trained 6 steps' in r.stdout and (tmp_path/'run'/'final'/'model.safetensors').exists()
+    r = subprocess.run([str(BIN/'knowlm-nb'), 'pretrain', '--data', str(tmp_path/'chunks'), '--out', str(tmp_path/'run2'), '--mixture', 'fr=1'],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0 and "unknown sources ['fr']" in r.stderr
+
+def test_mixture_shares(tmp_path):
+    from knowlm_nb.chunking import IndexedDatasetWriter
+    tok = world_tokenizer()
+    with IndexedDatasetWriter(tmp_path/'mix', vocab_size=len(tok), sources=['a', 'b']) as w:
+        for i in range(30): w.add(np.array([1, 2, 3 + i % 5]), source='a' if i < 10 else 'b')
+    d = load_pretraining_data(tmp_path/'mix', tok, mixture={'a': 3, 'b': 1}, n_samples=400)
+    tags = np.asarray(d.ds.source_ids)[d.order]
+    assert len(d) == 400 and (tags == 0).sum() == 300
+
+def test_zero_configs_and_launch_commands(tmp_path):
+    z2, z3 = zero_config(2, precision='fp32'), zero_config(3, offload_optimizer=True, offload_param=True)
+    assert z2['zero_optimization']['stage'] == 2 and 'bf16' not in z2 and 'fp16' not in z2
+    assert z3['zero_optimization']['stage3_gather_16bit_weights_on_model_save'] is True
+    p = write_zero_config(tmp_path/'k.json', 'knowlm')
+    k = json.loads(p.read_text()); assert k['fp16']['enabled'] == 'auto' and k['zero_optimization']['offload_param']['device'] == 'cpu'
+    with pytest.raises(ValueError, match='unknown preset'): write_zero_config(tmp_path/'x.json', 'zero9')
+    c = launch_command(['train.py', '--x'], launcher='accelerate', gpus_per_node=8, nodes=2, master_addr='n1')
+    assert c.startswith('accelerate launch --num_processes 16 --num_machines 2') and '--main_process_ip n1' in c
+
+def test_tiny_lm_knows_the_world():
+    "The cached tiny model (built on first use) recalls >= 90% of facts under training phrasings."
+    model, tok = tiny_lm()
+    rec = fact_recall(model, tok, templates='train', max_facts=300)
+    assert rec['en'] >= 0.9 and rec['zh'] >= 0.9, rec
