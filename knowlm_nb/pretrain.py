@@ -137,6 +137,7 @@ class PretrainConfig:
     scheduler:str='cosine'  # transformers lr scheduler type
     max_grad_norm:float=1.0  # gradient clipping
     gradient_checkpointing:bool=False  # trade compute for memory
+    group_by_length:bool=True  # batch samples of similar length together (less padding)
     precision:str='fp32'  # 'fp32', 'bf16' or 'fp16' (fp16/bf16 need a GPU here)
     save_steps:int=0  # checkpoint every N steps (0: only the final model)
     save_total_limit:int=2  # checkpoints kept
@@ -168,7 +169,7 @@ class PretrainInputError(ValueError):
 
 def check_run_inputs(model, tokenizer, data, max_len:int, resume_from:str|Path|None=None):
     "Raise `PretrainInputError` if vocabulary, lengths or the checkpoint do not fit `model`."
-    V = model.get_input_embeddings().weight.shape[0]
+    V = model.config.vocab_size  # (under ZeRO-3 the embedding weight itself is a shard of size 0)
     if tokenizer is not None and len(tokenizer) > V:
         raise PretrainInputError(f"the tokenizer has {len(tokenizer)} tokens but the model's embedding has {V} rows: "
                                  f"resize it (model.resize_token_embeddings(len(tokenizer))) or use the model's own tokenizer")
@@ -193,17 +194,18 @@ def zero_config(stage:int=2,  # ZeRO stage: 2 (optimizer + gradients sharded) or
                 offload_optimizer:bool=False,  # keep optimizer states in CPU memory
                 offload_param:bool=False,  # keep parameters in CPU memory (stage 3 only)
                 precision:str='bf16',  # 'bf16', 'fp16' or 'fp32'
+                on_gpu:bool=True  # GPU settings (overlapped communication, pinned offload memory); False for CPU runs
                )->dict:
     "A DeepSpeed ZeRO config for the HF Trainer (batch sizes, lr and clipping left to the Trainer as 'auto')."
     if stage not in (2, 3): raise ValueError(f"stage must be 2 or 3, got {stage!r}")
     if offload_param and stage != 3: raise ValueError("offload_param needs ZeRO stage 3")
     if precision not in ('bf16', 'fp16', 'fp32'): raise ValueError(f"precision must be 'bf16', 'fp16' or 'fp32', got {precision!r}")
-    zo = {'stage': stage, 'overlap_comm': True, 'contiguous_gradients': True}
+    zo = {'stage': stage, 'overlap_comm': on_gpu, 'contiguous_gradients': True}
     if stage == 2: zo.update(allgather_partitions=True, allgather_bucket_size=int(2e8), reduce_scatter=True, reduce_bucket_size='auto')
     else: zo.update(reduce_bucket_size='auto', stage3_prefetch_bucket_size='auto', stage3_param_persistence_threshold='auto',
                     stage3_max_live_parameters=int(1e9), stage3_max_reuse_distance=int(1e9), stage3_gather_16bit_weights_on_model_save=True)
-    if offload_optimizer: zo['offload_optimizer'] = {'device': 'cpu', 'pin_memory': True}
-    if offload_param: zo['offload_param'] = {'device': 'cpu', 'pin_memory': True}
+    if offload_optimizer: zo['offload_optimizer'] = {'device': 'cpu', 'pin_memory': on_gpu}
+    if offload_param: zo['offload_param'] = {'device': 'cpu', 'pin_memory': on_gpu}
     cfg = {'train_micro_batch_size_per_gpu': 'auto', 'train_batch_size': 'auto', 'gradient_accumulation_steps': 'auto',
            'gradient_clipping': 'auto', 'zero_optimization': zo, 'steps_per_print': 100, 'wall_clock_breakdown': False}
     if precision == 'bf16': cfg['bf16'] = {'enabled': 'auto'}
@@ -235,7 +237,9 @@ def launch_command(args:list,  # the training command after the launcher, e.g. [
                   )->str:
     "The shell command that runs `args` on `nodes` × `gpus_per_node` processes."
     args = list(args)
-    if args and args[0] == 'knowlm-nb': args[0] = shutil.which('knowlm-nb') or 'knowlm-nb'  # launchers want the script's path
+    if args and args[0] == 'knowlm-nb':  # launchers want the script's path: the one beside this Python first
+        here = Path(sys.executable).parent/'knowlm-nb'
+        args[0] = str(here) if here.exists() else (shutil.which('knowlm-nb') or 'knowlm-nb')
     if launcher == 'deepspeed':
         cmd = ['deepspeed']
         if nodes > 1:
@@ -265,9 +269,11 @@ class PretrainResult:
     tokens: int  # tokens seen (non-padding)
     steps: int  # optimizer steps
 
-def _deepspeed_arg(ds, out:Path):
+def _deepspeed_arg(ds, out:Path, precision:str, device:str):
     if ds is None: return None
-    if ds in ZERO_PRESETS: return str(write_zero_config(out/f'ds_{ds}.json', ds))
+    if ds in ZERO_PRESETS:
+        kw = {**ZERO_PRESETS[ds], 'precision': precision, 'on_gpu': device != 'cpu'}
+        return str(write_json(out/f'ds_{ds}.json', zero_config(**kw)))
     if not Path(ds).exists(): raise FileNotFoundError(f"DeepSpeed config {ds} does not exist (or use one of {', '.join(ZERO_PRESETS)})")
     return str(ds)
 
@@ -285,24 +291,33 @@ def last_checkpoint(out:str|Path)->Path|None:
     cks = [p for p in Path(out).glob('checkpoint-*') if p.name.split('-')[-1].isdigit() and (p/'trainer_state.json').exists()]
     return max(cks, key=lambda p: int(p.name.split('-')[-1])) if cks else None
 
+def _single_process_world():
+    "Rank variables for a DeepSpeed run started without a launcher: set only when absent, removed again afterwards."
+    if 'RANK' in os.environ: return {}
+    import socket
+    with socket.socket() as s_: s_.bind(('127.0.0.1', 0)); port = s_.getsockname()[1]
+    env = dict(MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port), RANK='0', LOCAL_RANK='0', WORLD_SIZE='1', LOCAL_WORLD_SIZE='1')
+    os.environ.update(env)
+    return env
+
 def pretrain(config:PretrainConfig|None=None,  # the recipe
              **kwargs  # or its fields directly
             )->PretrainResult:
     "Pretrain (or continue pretraining) a causal LM with the HF Trainer; save `out/final` and the log history."
-    from transformers import Trainer, TrainingArguments, TrainerCallback
     cfg = config or PretrainConfig(**kwargs)
     out = Path(cfg.out); out.mkdir(parents=True, exist_ok=True)
-    seed_everything(cfg.seed)
-    model, tok = _model_and_tokenizer(cfg)
-    if cfg.data is None:
-        texts = [d['text'] for d in pretrain_documents(make_world(seed=cfg.world_seed), repeats=cfg.doc_repeats)]
-        data = load_pretraining_data(texts, tok, cfg.max_len)
-    else: data = load_pretraining_data(cfg.data, tok, cfg.max_len, mixture=cfg.mixture, seed=cfg.seed)
-    resume_from = last_checkpoint(out) if cfg.resume else None
-    if cfg.resume and resume_from is None: print(f"resume: no checkpoint in {out}, starting from scratch")
-    check_run_inputs(model, tok, data, cfg.max_len, resume_from)
     device = cfg.device or pick_device()
-    if cfg.gradient_checkpointing: model.gradient_checkpointing_enable()
+    added = {}
+    if cfg.deepspeed:
+        if device == 'cpu': os.environ.setdefault('DS_ACCELERATOR', 'cpu')
+        added = _single_process_world()
+    try: return _pretrain(cfg, out, device)
+    finally:
+        for k in added: os.environ.pop(k, None)
+
+def _pretrain(cfg, out, device):
+    from transformers import Trainer, TrainingArguments
+    seed_everything(cfg.seed)
     args = TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.lr, weight_decay=cfg.weight_decay, adam_beta1=cfg.beta1, adam_beta2=cfg.beta2, max_grad_norm=cfg.max_grad_norm,
@@ -310,21 +325,44 @@ def pretrain(config:PretrainConfig|None=None,  # the recipe
         logging_steps=cfg.logging_steps, save_strategy='steps' if cfg.save_steps else 'no', save_steps=cfg.save_steps or 500,
         save_total_limit=cfg.save_total_limit, seed=cfg.seed, data_seed=cfg.seed, report_to='none', remove_unused_columns=False,
         use_cpu=(device == 'cpu'), bf16=cfg.precision == 'bf16', fp16=cfg.precision == 'fp16', dataloader_num_workers=0,
-        deepspeed=_deepspeed_arg(cfg.deepspeed, out), disable_tqdm=False, save_only_model=False)
+        deepspeed=_deepspeed_arg(cfg.deepspeed, out, cfg.precision, device), disable_tqdm=False, save_only_model=False,
+        train_sampling_strategy='group_by_length' if cfg.group_by_length else 'random')
+    if cfg.deepspeed:
+        # the Trainer made a gloo/nccl process group; DeepSpeed's comm layer must join it *before* the model is built,
+        # so that under ZeRO-3 each rank materialises only its shard of the parameters
+        import deepspeed
+        _ = args.device
+        deepspeed.init_distributed(dist_backend='gloo' if device == 'cpu' else 'nccl')
+    model, tok = _model_and_tokenizer(cfg)  # built after TrainingArguments: ZeRO-3 partitions it at construction
+    if cfg.data is None:
+        texts = [d['text'] for d in pretrain_documents(make_world(seed=cfg.world_seed), repeats=cfg.doc_repeats)]
+        data = load_pretraining_data(texts, tok, cfg.max_len)
+    else: data = load_pretraining_data(cfg.data, tok, cfg.max_len, mixture=cfg.mixture, seed=cfg.seed)
+    resume_from = last_checkpoint(out) if cfg.resume else None
+    if cfg.resume and resume_from is None: print(f"resume: no checkpoint in {out}, starting from scratch")
+    check_run_inputs(model, tok, data, cfg.max_len, resume_from)
+    if cfg.gradient_checkpointing: model.gradient_checkpointing_enable()
     trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=CausalLMCollator(tok.pad_token_id, cfg.max_len),
                       processing_class=tok)
     t0 = time.perf_counter()
-    res = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     secs = time.perf_counter() - t0
+    trainer.save_model(str(out/'final'))  # collective under ZeRO-3 (gathers the shards): every rank calls it
+    steps, hist = trainer.state.global_step, trainer.state.log_history
+    tokens = int(steps * cfg.batch_size * cfg.grad_accum * data.n_tokens / max(len(data), 1) * max(args.world_size, 1))
     model = trainer.model
     if trainer.is_world_process_zero():
-        trainer.save_model(str(out/'final'))
         tok.save_pretrained(str(out/'final'))
-        write_json(out/'log_history.json', trainer.state.log_history)
-        write_json(out/'config.json', asdict(cfg))
-    steps = trainer.state.global_step
-    tokens = int(steps * cfg.batch_size * cfg.grad_accum * data.n_tokens / max(len(data), 1) * max(args.world_size, 1))
-    return PretrainResult(model.eval(), tok, out, trainer.state.log_history, secs, tokens, steps)
+        write_json(out/'log_history.json', hist)
+        write_json(out/'run.json', {'config': asdict(cfg), 'world_size': args.world_size, 'device': device, 'steps': steps,
+                                    'seconds': round(secs, 2), 'tokens': tokens})
+    if cfg.deepspeed:
+        from transformers.integrations.deepspeed import unset_hf_deepspeed_config
+        import torch.distributed as dist
+        unset_hf_deepspeed_config()  # else later from_pretrained calls would try to shard across ranks
+        if dist.is_initialized(): dist.barrier()
+        model = load_model(out/'final', device='cpu') if trainer.is_world_process_zero() else None  # the engine holds shards
+    return PretrainResult(model.eval() if model is not None else None, tok, out, hist, secs, tokens, steps)
 
 # %% ../nbs/04_pretraining.ipynb #2e075d83
 def plot_training(log_history:list, title:str='pretraining'):

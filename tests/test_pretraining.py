@@ -156,3 +156,34 @@ def test_tiny_lm_knows_the_world():
     model, tok = tiny_lm()
     rec = fact_recall(model, tok, templates='train', max_facts=300)
     assert rec['en'] >= 0.9 and rec['zh'] >= 0.9, rec
+
+def _free_port():
+    import socket
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+@pytest.mark.slow
+@pytest.mark.parametrize('stage', ['zero2', 'zero3'])
+def test_deepspeed_two_ranks_on_cpu(tmp_path, stage):
+    "A real 2-rank ZeRO run under the deepspeed launcher, on CPU (gloo): the loss falls and the gathered checkpoint loads."
+    pytest.importorskip('deepspeed')
+    env = {k: v for k, v in os.environ.items() if k not in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')}
+    env.update(DS_ACCELERATOR='cpu', KNOWLM_NB_DEVICE='cpu')
+    cmd = launch_command(['knowlm-nb', 'pretrain', '--out', str(tmp_path/'run'), '--deepspeed', stage, '--hidden-size', '32', '--n-layers', '2',
+                          '--doc-repeats', '1', '--max-len', '128', '--max-steps', '12', '--logging-steps', '2', '--lr', '3e-3',
+                          '--warmup-steps', '2', '--batch-size', '8'], gpus_per_node=2, master_port=_free_port())
+    cmd = cmd.replace('deepspeed ', str(BIN/'deepspeed') + ' ', 1)
+    r = subprocess.run(cmd, shell=True, capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
+    run = json.loads((tmp_path/'run'/'run.json').read_text())
+    assert run['world_size'] == 2 and run['steps'] == 12
+    ds = json.loads((tmp_path/'run'/f'ds_{stage}.json').read_text())
+    assert ds['zero_optimization']['stage'] == int(stage[-1])
+    losses = [h['loss'] for h in json.loads((tmp_path/'run'/'log_history.json').read_text()) if 'loss' in h]
+    assert losses[-1] < losses[0] - 0.3, losses
+    from transformers import AutoModelForCausalLM
+    m = AutoModelForCausalLM.from_pretrained(tmp_path/'run'/'final')
+    tok = world_tokenizer()
+    x = torch.tensor([tok('Kalo Renmi was born in Sator.')['input_ids']])
+    with torch.no_grad(): out = m(input_ids=x, labels=x)
+    assert torch.isfinite(out.logits).all() and out.loss.item() < losses[0] + 0.5
+    assert all(p.numel() > 0 for p in m.parameters())  # gathered, not ZeRO-3 shards
