@@ -6,8 +6,8 @@ Run: `python bench/pretraining.py [--steps 60] [--runs 3] [--skip-build]`. Print
 import argparse, math, os, platform, statistics, sys, tempfile, time
 from pathlib import Path
 
-def plain_loop(model, data, collator, steps, batch_size, lr, seed):
-    "The floor: shuffled batches, AdamW, cosine schedule, clipping. Returns (seconds, tokens)."
+def plain_loop(model, data, collator, steps, batch_size, lr, seed, bf16=False):
+    "The floor: shuffled batches, AdamW, cosine schedule, clipping (bf16 autocast when the recipe uses it). Returns (seconds, tokens)."
     import torch
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
@@ -17,7 +17,8 @@ def plain_loop(model, data, collator, steps, batch_size, lr, seed):
     for step in range(steps):
         if i + batch_size > len(order): order = torch.randperm(len(data), generator=g).tolist(); i = 0
         b = collator([data[j] for j in order[i:i + batch_size]]); i += batch_size
-        loss = model(**b).loss; loss.backward()
+        with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16): loss = model(**b).loss
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0); opt.step(); sched.step(); opt.zero_grad(set_to_none=True)
         tokens += int(b['attention_mask'].sum())
     return time.perf_counter() - t0, tokens
@@ -58,16 +59,17 @@ def main():
     from knowlm_nb.core import read_json, knowlm_home
     tok = world_tokenizer()
     data = load_pretraining_data([d['text'] for d in pretrain_documents(make_world(), repeats=1)], tok, 256)
-    kw = dict(hidden_size=TINY_LM_RECIPE['hidden_size'], n_layers=TINY_LM_RECIPE['n_layers'], n_heads=TINY_LM_RECIPE['n_heads'], doc_repeats=1, max_len=256)
-    bs, lr = 16, 2e-3
+    kw = dict(hidden_size=TINY_LM_RECIPE['hidden_size'], n_layers=TINY_LM_RECIPE['n_layers'], n_heads=TINY_LM_RECIPE['n_heads'], doc_repeats=1, max_len=256,
+              precision=TINY_LM_RECIPE.get('precision', 'fp32'))
+    bs, lr = TINY_LM_RECIPE['batch_size'], TINY_LM_RECIPE['lr']
     res = {'trainer': [], 'plain': []}
     for run in range(a.runs):  # alternate the two so that machine load hits both alike
         m = build_model(tiny_config('llama', tokenizer=tok, hidden_size=kw['hidden_size'], n_layers=kw['n_layers'], n_heads=kw['n_heads'], max_position_embeddings=512), seed=run)
-        res['plain'].append(plain_loop(m, data, CausalLMCollator(tok.pad_token_id, 256), a.steps, bs, lr, run))
+        res['plain'].append(plain_loop(m, data, CausalLMCollator(tok.pad_token_id, 256), a.steps, bs, lr, run, bf16=kw['precision'] == 'bf16'))
         with tempfile.TemporaryDirectory() as d: res['trainer'].append(trainer_run(kw, a.steps, bs, lr, run, d + '/run'))
     tps = {k: statistics.median(t/s for s, t in v) for k, v in res.items()}
     print(f"knowlm_nb pretraining bench — python {platform.python_version()}, torch {torch.__version__}, {os.cpu_count()} CPUs, "
-          f"load average {' / '.join(f'{x:.1f}' for x in os.getloadavg())}; tiny Llama {n_params(m):,} params, {a.steps} steps x batch {bs}, median of {a.runs}")
+          f"load average {' / '.join(f'{x:.1f}' for x in os.getloadavg())}; tiny Llama {n_params(m):,} params, {kw['precision']}, {a.steps} steps x batch {bs}, median of {a.runs}")
     print(f"{'what':<58} {'value':>12}")
     print(f"{'plain PyTorch loop, tokens/s':<58} {tps['plain']:>12,.0f}")
     print(f"{'our Trainer path (pretrain), tokens/s':<58} {tps['trainer']:>12,.0f}")

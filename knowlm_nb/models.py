@@ -28,10 +28,11 @@ def train_tokenizer(texts,  # an iterable of strings (or a list): the training c
     "Train a byte-level BPE tokenizer (lossless on any text) and wrap it as a Hugging Face fast tokenizer."
     if not isinstance(vocab_size, int) or vocab_size < 256 + len(SPECIAL_TOKENS):
         raise ValueError(f"vocab_size must be an int >= {256 + len(SPECIAL_TOKENS)} (256 bytes + special tokens), got {vocab_size!r}")
-    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+    from tokenizers import Tokenizer, Regex, models, pre_tokenizers, decoders, trainers
     from transformers import PreTrainedTokenizerFast
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split(Regex(r'\p{Han}'), behavior='isolated'),  # one word per Han character
+                                                 pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, min_frequency=min_frequency, show_progress=False,
                                   special_tokens=list(SPECIAL_TOKENS.values()), initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
@@ -45,7 +46,7 @@ def world_tokenizer(config:WorldConfig|None=None,  # the world whose pretraining
                    ):
     "The byte-level BPE tokenizer of the toy world, built once and cached under `knowlm_home()`."
     config = config or WorldConfig()
-    key = {'world': asdict(config), 'vocab_size': vocab_size, 'version': 1}
+    key = {'world': asdict(config), 'vocab_size': vocab_size, 'version': 2}
     def build(d):
         docs = pretrain_documents(make_world(config))
         train_tokenizer([x['text'] for x in docs], vocab_size=vocab_size).save_pretrained(d)
@@ -215,16 +216,19 @@ def generate(model, tokenizer,
              repetition_penalty:float=1.0,  # >1 discourages repeats
              num_return_sequences:int=1,  # completions per prompt
              stop:list|None=None,  # cut each completion at the first of these strings
-             seed:int|None=None  # seed for sampling
+             seed:int|None=None,  # seed for sampling
+             add_bos:bool=True  # start each prompt with the tokenizer's BOS token, as training documents start (if it has one)
             )->list:
     "Complete each prompt; return the new text only (a flat list, `num_return_sequences` per prompt)."
     import torch
     single = isinstance(prompts, str)
     prompts = [prompts] if single else list(prompts)
     if seed is not None: seed_everything(seed); torch.manual_seed(seed)
-    side = tokenizer.padding_side; tokenizer.padding_side = 'left'
-    try: enc = tokenizer(prompts, return_tensors='pt', padding=True, add_special_tokens=False)
-    finally: tokenizer.padding_side = side
+    ids = tokenizer(prompts, add_special_tokens=False)['input_ids']
+    if add_bos and tokenizer.bos_token_id is not None: ids = [[tokenizer.bos_token_id] + x for x in ids]
+    T = max(len(x) for x in ids); pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    enc = {'input_ids': torch.tensor([[pad]*(T - len(x)) + x for x in ids]),  # left padding: every continuation starts at the end
+           'attention_mask': torch.tensor([[0]*(T - len(x)) + [1]*len(x) for x in ids])}
     dev = next(model.parameters()).device
     gen_kw = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, repetition_penalty=repetition_penalty,
                   num_return_sequences=num_return_sequences, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)

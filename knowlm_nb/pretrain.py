@@ -138,7 +138,7 @@ class PretrainConfig:
     max_grad_norm:float=1.0  # gradient clipping
     gradient_checkpointing:bool=False  # trade compute for memory
     group_by_length:bool=True  # batch samples of similar length together (less padding)
-    precision:str='fp32'  # 'fp32', 'bf16' or 'fp16' (fp16/bf16 need a GPU here)
+    precision:str='fp32'  # 'fp32', 'bf16' (mixed precision, also on recent CPUs) or 'fp16' (GPU only)
     save_steps:int=0  # checkpoint every N steps (0: only the final model)
     save_total_limit:int=2  # checkpoints kept
     logging_steps:int=10  # log loss and lr every N steps
@@ -423,8 +423,8 @@ def fact_recall(model, tokenizer, world=None,  # the world whose facts are probe
     return (res, items) if return_items else res
 
 # %% ../nbs/04_pretraining.ipynb #7f4ec675
-TINY_LM_RECIPE = dict(model='tiny-llama', hidden_size=128, n_layers=4, n_heads=4, max_len=256, doc_repeats=4, epochs=30,
-                      batch_size=16, lr=2e-3, warmup_steps=30, logging_steps=20, seed=0)
+TINY_LM_RECIPE = dict(model='tiny-llama', hidden_size=128, n_layers=2, n_heads=4, max_len=256, doc_repeats=4, epochs=140,
+                      batch_size=32, lr=3e-3, warmup_steps=30, logging_steps=20, precision='bf16', seed=0)
 
 def tiny_lm_path(world_seed:int=0,  # which toy world
                  **overrides  # fields of `PretrainConfig` that differ from `TINY_LM_RECIPE`

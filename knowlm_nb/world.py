@@ -133,13 +133,13 @@ class WorldConfigError(ValueError):
 class WorldConfig:
     "Sizes and seed of a toy world; the same config always gives the same world."
     seed:int=0  # seed of every random choice
-    n_countries:int=8  # countries (each has one capital and one official language)
+    n_countries:int=5  # countries (each has one capital and one official language)
     cities_per_country:int=4  # cities in each country
-    n_people:int=100  # people
-    n_orgs:int=20  # organisations (each founded by one person)
-    n_inventions:int=40  # inventions (each by one person)
+    n_people:int=40  # people
+    n_orgs:int=10  # organisations (each founded by one person)
+    n_inventions:int=20  # inventions (each by one person)
     n_fields:int=8  # research fields (at most 10)
-    collaborations:int=40  # collaborated_with pairs
+    collaborations:int=15  # collaborated_with pairs
     doc_repeats:int=2  # pretraining documents per entity and language, each with freshly drawn templates
     split:tuple=(0.8, 0.1, 0.1)  # train / validation / test shares of the facts
 

@@ -27,8 +27,18 @@ def test_round_trip_any_text(tok, text):
 
 def test_tokenizer_learned_chinese_and_english(tok):
     # frequent world words become single tokens: the vocabulary really was trained on the world
-    assert len(tok('出生于', add_special_tokens=False)['input_ids']) <= 2
+    assert len(tok('出生于', add_special_tokens=False)['input_ids']) == 3  # one token per common Han character
     assert len(tok(' born', add_special_tokens=False)['input_ids']) == 1
+
+def test_recall_prompts_tokenize_as_prefixes(tok):
+    "A prompt cut before the object tokenizes exactly as the start of the full sentence (else recall probes mislead)."
+    from knowlm_nb.world import make_world, fact_records
+    for f in fact_records(make_world())[:300]:
+        for lang in ('en', 'zh'):
+            p = f[f'prompts_{lang}'][0]
+            full = p + (' ' if lang == 'en' else '') + f[f'object_{lang}']
+            a, b = tok(p, add_special_tokens=False)['input_ids'], tok(full, add_special_tokens=False)['input_ids']
+            assert b[:len(a)] == a, (p, full)
 
 @pytest.mark.parametrize('arch', ['llama', 'qwen2'])
 def test_saved_model_reloads_through_auto_classes(tmp_path, tok, arch):

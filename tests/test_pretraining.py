@@ -154,8 +154,10 @@ def test_zero_configs_and_launch_commands(tmp_path):
 def test_tiny_lm_knows_the_world():
     "The cached tiny model (built on first use) recalls >= 90% of facts under training phrasings."
     model, tok = tiny_lm()
-    rec = fact_recall(model, tok, templates='train', max_facts=300)
-    assert rec['en'] >= 0.9 and rec['zh'] >= 0.9, rec
+    rec = fact_recall(model, tok, templates='train')
+    assert rec['all'] >= 0.9 and min(rec['en'], rec['zh']) >= 0.8, rec
+    held = fact_recall(model, tok, templates='heldout')
+    assert held['all'] < rec['all']  # held-out phrasings are harder: the probe measures something
 
 def _free_port():
     import socket
