@@ -888,7 +888,7 @@ def pipeline_chunking(report, ctx:dict):
     world = ctx.get('world') or make_world(seed=ctx['seed'])
     src = Path(ctx['world_dir'])/'pretrain.jsonl' if ctx.get('world_dir') and (Path(ctx['world_dir'])/'pretrain.jsonl').exists() else None
     if src is None: src = out/'pretrain_docs.jsonl'; write_jsonl(src, pretrain_documents(world))
-    max_len = int(ctx.get('chunk_max_len', 128))
+    max_len = int(ctx.get('chunk_max_len', 256))  # the pretraining stage's window
     s = chunk_corpus([src], tok, out/'pretrain', ChunkConfig(max_len=max_len), source_field='lang', progress=False)
     ctx['chunks_prefix'] = out/'pretrain'
     arts = [a['text'] for a in world_articles(world)]

@@ -185,7 +185,7 @@ def test_token_bounds_match_sentences(tk):
 
 
 def test_chunk_texts_stats(tk):
-    texts = ['Kalo Renmi was born in Sator. ' * 20, '卡洛出生于萨托城。' * 30, 'Short.']
+    texts = ['Kalo Renmi was born in Sator. He later invented the portable steam loom in 1850. ' * 10, '卡洛出生于萨托城。' * 30, 'Short.']
     tokens, lengths, doc_of, s = chunk_texts(texts, tk, ChunkConfig(max_len=32))
     assert s['documents'] == 3 and s['tokens'] == s['doc_tokens'] == len(tokens) == lengths.sum()
     assert s['dropped_tokens'] == s['duplicated_tokens'] == 0
@@ -381,7 +381,8 @@ def test_workers_deterministic(tk, corpus, tmp_path):
     s1 = chunk_corpus(ins, tk, tmp_path/'w1', ChunkConfig(max_len=64), workers=1, progress=False, batch_bytes=8000)
     s2 = chunk_corpus(ins, tk, tmp_path/'w2', ChunkConfig(max_len=64), workers=2, progress=False, batch_bytes=8000)
     for ext in ('.bin', '.idx'): assert (tmp_path/f'w1{ext}').read_bytes() == (tmp_path/f'w2{ext}').read_bytes()
-    assert s1['chunks'] == s2['chunks'] and s1['documents'] == 100 + 3
+    n_articles = sum(1 for _ in open(corpus/'docs.jsonl', encoding='utf-8'))
+    assert s1['chunks'] == s2['chunks'] and s1['documents'] == n_articles + 3  # book.txt holds 3 blank-line-separated blocks
     ds = IndexedDataset(tmp_path/'w1')
     assert int(ds.lengths.max()) <= 64 and ds.n_tokens == s1['doc_tokens']
     assert json.loads((tmp_path/'w1.summary.json').read_text())['chunks'] == s1['chunks']
