@@ -288,7 +288,10 @@ def _model_and_tokenizer(cfg:PretrainConfig):
 
 def last_checkpoint(out:str|Path)->Path|None:
     "The newest complete `checkpoint-N` directory in `out` (None if none)."
-    cks = [p for p in Path(out).glob('checkpoint-*') if p.name.split('-')[-1].isdigit() and (p/'trainer_state.json').exists()]
+    def complete(p):  # the Trainer writes trainer_state.json last: a checkpoint cut short by a crash lacks it or has half of it
+        try: json.loads((p/'trainer_state.json').read_text(encoding='utf-8')); return True
+        except (OSError, ValueError): return False
+    cks = [p for p in Path(out).glob('checkpoint-*') if p.name.split('-')[-1].isdigit() and complete(p)]
     return max(cks, key=lambda p: int(p.name.split('-')[-1])) if cks else None
 
 def _single_process_world():
