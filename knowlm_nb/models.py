@@ -11,10 +11,10 @@ __all__ = ['SPECIAL_TOKENS', 'MODEL_REGISTRY', 'train_tokenizer', 'world_tokeniz
            'tokenizer_demo', 'cli_models', 'pipeline_models']
 
 # %% ../nbs/02_models.ipynb #5537f4eb
-import os, sys, time, json, shutil, socket, tempfile, argparse
+import os, time, shutil, socket, tempfile, argparse
 from dataclasses import dataclass, asdict
 from pathlib import Path
-from .core import cached_build, seed_everything, pick_device, stable_hash, write_json, knowlm_home
+from .core import cached_build, seed_everything, pick_device
 from .world import WorldConfig, make_world, pretrain_documents
 
 # %% ../nbs/02_models.ipynb #e96664e6

@@ -12,12 +12,12 @@ __all__ = ['ZERO_PRESETS', 'TINY_LM_RECIPE', 'CausalLMCollator', 'TokenSamples',
            'pipeline_pretrain']
 
 # %% ../nbs/04_pretraining.ipynb #eff3280d
-import os, sys, json, math, time, signal, shutil, argparse, subprocess, shlex
-from dataclasses import dataclass, field, asdict, fields as dc_fields
+import os, sys, json, math, time, shutil, argparse, subprocess, shlex
+from dataclasses import dataclass, asdict, fields as dc_fields
 from pathlib import Path
 import numpy as np
 import torch
-from .core import seed_everything, pick_device, cached_build, stable_hash, write_json, read_json, iter_jsonl, DataFormatError, Report
+from .core import seed_everything, pick_device, cached_build, write_json, read_json, iter_jsonl, DataFormatError
 from .world import WorldConfig, make_world, pretrain_documents, fact_records, LANGS
 from .models import (world_tokenizer, tiny_config, build_model, save_model, load_model, load_tokenizer, generate, n_params,
                               ModelUnavailableError)

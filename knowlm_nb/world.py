@@ -12,9 +12,9 @@ __all__ = ['SYLLABLES', 'ORG_KINDS', 'INVENTION_ADJ', 'INVENTION_NOUN', 'FIELDS'
            'generate_datasets', 'write_world', 'plot_world', 'world_demo', 'cli_world', 'pipeline_world']
 
 # %% ../nbs/01_world.ipynb #38af11a9
-import random, json, hashlib, argparse, time
+import random, hashlib, argparse, time
 from collections import Counter
-from dataclasses import dataclass, field, asdict, fields as dc_fields
+from dataclasses import dataclass, asdict, fields as dc_fields
 from pathlib import Path
 from .core import write_jsonl, write_json, DataFormatError, stable_hash
 
