@@ -31,7 +31,9 @@ _HAS_CJK = re.compile(f'[{_CJK}]')
 
 def _ci(w): return ''.join(f'[{c.upper()}{c}]' for c in w)
 # a full stop after an abbreviation or an initial (J. Smith, U.S., e.g.) ends nothing; the look-behinds run only at full stops
-_NOT_ABBREV = ''.join(f'(?<!(?<![A-Za-z]){_ci(a)}\\.)' for a in sorted(_ABBREV)) + r'(?<!(?<![A-Za-z])[A-Z]\.)(?<!\.[A-Za-z]\.)'
+_BY_LEN = itertools.groupby(sorted(_ABBREV, key=len), key=len)  # a look-behind has a fixed width: one per abbreviation length
+_NOT_ABBREV = (''.join(f'(?<!(?<![A-Za-z])(?:{"|".join(_ci(a) for a in g)})\\.)' for _, g in _BY_LEN)
+               + r'(?<!(?<![A-Za-z])[A-Z]\.)(?<!\.[A-Za-z]\.)')
 
 def _splitter(lang):
     "One regex that starts with the set of split characters (so the scan skips everything else in C), then checks the context."
@@ -281,6 +283,42 @@ def _plan(text, enc, cb, tk, cfg):
         zh = [bool(_HAS_CJK.search(text[s:e])) for s, e in zip(cb, cb[1:] + [len(text)])]
     return pack_sentences(lens, cfg.max_len, cfg.mode, cfg.overlong, zh), lens
 
+def _greedy_spans(enc, cb, nb, n, max_len):
+    "Greedy mode's spans, looking up only the sentence starts around each cut; `(spans, over-long sentences)` or None."
+    c2t, S, memo = enc.char_to_token, len(cb), {0: 0}
+    def start(k):  # stream position where sentence k starts (the rule of `token_bounds`)
+        if k not in memo:
+            c = cb[k]; t = c2t(c)
+            if t is None: raise LookupError(c)
+            if t > 0 and c2t(c - 1) == t: t += 1
+            memo[k] = t + nb if t > 0 else 0  # a sentence inside the first token belongs to the first sentence
+        return memo[k]
+    spans, long, p, lo = [], set(), 0, 0
+    try:
+        while p + max_len < n:
+            lim, hi = p + max_len, S - 1
+            while lo < hi:  # binary search: the last sentence starting at or before lim
+                mid = (lo + hi + 1) // 2
+                if start(mid) <= lim: lo = mid
+                else: hi = mid - 1
+            s, e = start(lo), (start(lo + 1) if lo + 1 < S else n)
+            if e - s > max_len: long.add(s)
+            c = lim if (s == lim or e - s > max_len) else s  # inside an over-long sentence any cut is allowed
+            spans.append((p, c)); p = c
+    except LookupError: return None  # offsets do not cover every character: the caller takes the full path
+    return spans + [(p, n)], len(long)
+
+def _spans(text, enc, cb, tk, cfg):
+    "Chunk spans of one document and its number of over-long sentences."
+    nb = 1 if cfg.bos else 0
+    n = len(enc.ids) + nb + (1 if cfg.eos else 0)
+    if n <= cfg.max_len: return ([(0, n)] if n else []), 0
+    if cfg.mode == 'greedy' and cfg.overlong == 'split':
+        r = _greedy_spans(enc, cb, nb, n, cfg.max_len)
+        if r is not None: return r
+    spans, lens = _plan(text, enc, cb, tk, cfg)
+    return spans, sum(L > cfg.max_len for L in lens)
+
 def chunk_texts(texts:list,  # documents (non-empty strings)
                 tokenizer,  # anything `as_tokenizer` accepts
                 config:ChunkConfig=ChunkConfig(),  # how to cut
@@ -297,10 +335,9 @@ def chunk_texts(texts:list,  # documents (non-empty strings)
     pieces, lengths, doc_of = [], [], []
     for k, (text, enc) in enumerate(zip(texts, encs)):
         cb = sentence_bounds(text, cfg.lang)
-        spans, lens = _plan(text, enc, cb, tk, cfg)
+        spans, n_long = _spans(text, enc, cb, tk, cfg)
         full = bos + enc.ids + eos
-        st['documents'] += 1; st['sentences'] += len(cb); st['doc_tokens'] += len(full)
-        if lens is not None: st['overlong_sentences'] += sum(L > cfg.max_len for L in lens)
+        st['documents'] += 1; st['sentences'] += len(cb); st['doc_tokens'] += len(full); st['overlong_sentences'] += n_long
         kept = [(a, b) for a, b in spans if b - a >= mn]
         if len(kept) < len(spans): st['dropped_chunks'] += len(spans) - len(kept)
         u = _union(kept); n_out = sum(b - a for a, b in kept)

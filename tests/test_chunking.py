@@ -176,6 +176,21 @@ def test_chunk_document_properties(tk, text, max_len, bos, eos):
     assert len(chunks) == min_chunks_bruteforce(lens, max_len)
 
 
+@settings(max_examples=200, **SETTINGS)
+@given(documents(max_sentences=16), st.integers(3, 60), st.booleans(), st.booleans())
+def test_cut_lookups_equal_full_path(tk, text, max_len, bos, eos):
+    "The default mode looks up sentence starts only around cuts; spans and over-long counts equal the full computation."
+    from knowlm_nb.chunking import _greedy_spans, _plan
+    if max_len < bos + eos + 1: return
+    cfg = ChunkConfig(max_len=max_len, bos=bos, eos=eos)
+    enc = tk.backend.encode(text, add_special_tokens=False)
+    cb = sentence_bounds(text)
+    n = len(enc.ids) + bos + eos
+    if n <= max_len: return
+    spans, lens = _plan(text, enc, cb, tk, cfg)
+    assert _greedy_spans(enc, cb, int(bos), n, max_len) == (spans, sum(L > max_len for L in lens))
+
+
 def test_token_bounds_match_sentences(tk):
     text = 'Kalo Renmi was born in Sator. She stayed.\n\n卡洛·仁米出生于萨托城。他走了。'
     enc = tk.backend.encode(text, add_special_tokens=False)
