@@ -1,11 +1,11 @@
-"Pretraining: collator, loss falls and every parameter moves, kill -9 and resume, bad inputs, index data, CLI."
+"Pretraining: collators (padded and packed), loss falls and every parameter moves, kill -9 and resume, bad inputs, index data, CLI."
 import json, os, signal, subprocess, sys, time
 from pathlib import Path
 import numpy as np
 import pytest
 
 torch = pytest.importorskip('torch')
-from knowlm_nb.pretrain import (CausalLMCollator, PretrainConfig, pretrain, PretrainInputError, load_pretraining_data, check_run_inputs,
+from knowlm_nb.pretrain import (CausalLMCollator, PackedCollator, check_packing, PretrainConfig, pretrain, PretrainInputError, load_pretraining_data, check_run_inputs,
                                 zero_config, write_zero_config, launch_command, last_checkpoint, fact_recall, tiny_lm, perplexity)
 from knowlm_nb.models import world_tokenizer, tiny_config, build_model, save_model
 from knowlm_nb.core import DataFormatError
@@ -33,11 +33,54 @@ def test_padding_does_not_change_the_loss():
         l0 = torch.nn.functional.cross_entropy(logits[0, :-1], batch['labels'][0, 1:], ignore_index=-100)
     assert torch.allclose(alone, l0, atol=1e-5)
 
-def test_loss_falls_and_every_trainable_parameter_changes(tmp_path):
+from hypothesis import given, settings, strategies as st
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 50), min_size=1, max_size=20), min_size=1, max_size=12), st.integers(1, 30))
+def test_packed_collator_places_every_sample_once(samples, width):
+    b = PackedCollator(pad_id=99, width=width)(samples)
+    ids, pos, lab = (b[k].numpy() for k in ('input_ids', 'position_ids', 'labels'))
+    assert ids.shape == pos.shape == lab.shape and 'attention_mask' not in b
+    assert ids.shape[1] <= max([width] + [len(s) for s in samples])
+    found = []
+    for r in range(len(ids)):  # cut each row where the position ids restart
+        starts = [i for i in range(ids.shape[1]) if pos[r, i] == 0]
+        for a, e in zip(starts, starts[1:] + [ids.shape[1]]):
+            seg = ids[r, a:e].tolist()
+            assert pos[r, a:e].tolist() == list(range(e - a)) and lab[r, a] == -100
+            if set(seg) == {99}: assert (lab[r, a:e] == -100).all()  # row-end padding (samples never hold 99): never trained on
+            else: assert lab[r, a + 1:e].tolist() == seg[1:]; found.append(seg)  # a sample: trained on all but its first token
+    assert sorted(found) == sorted(samples)
+    assert (lab != -100).sum() == sum(len(s) - 1 for s in samples)
+
+def test_packed_batch_has_the_padded_batch_loss_and_logits():
+    tok = world_tokenizer()
+    m = build_model(tiny_config(tokenizer=tok, hidden_size=32, n_layers=2), seed=0).eval()
+    texts = ['Kalo was born in Sator.', '卡洛·仁米出生于萨托城，后来任职于洛凡研究所。', 'Jolania is governed from its capital, Vinyor.', 'x']
+    xs = [tok(t)['input_ids'] for t in texts]
+    with torch.no_grad():
+        padded = m(**CausalLMCollator(tok.pad_token_id)(xs)).loss
+        pb = PackedCollator(tok.pad_token_id, width=64)(xs)
+        assert pb['input_ids'].shape[0] < len(xs)  # really packed
+        packed = m(**pb, use_cache=False).loss
+    assert torch.allclose(padded, packed, atol=1e-5), (padded, packed)
+    assert check_packing(m) < 1e-4
+
+def test_check_packing_catches_a_model_that_mixes_samples():
+    class Mixer(torch.nn.Module):  # each position sees the running sum of all earlier tokens, position ids or not
+        def __init__(self):
+            super().__init__(); self.emb = torch.nn.Embedding(16, 4)
+            self.config = type('C', (), {'vocab_size': 16, '_attn_implementation': 'mixing'})()
+        def forward(self, input_ids, position_ids=None, use_cache=None):
+            return type('O', (), {'logits': self.emb(input_ids).cumsum(1)})()
+    with pytest.raises(ValueError, match='mixes packed samples'): check_packing(Mixer())
+
+@pytest.mark.parametrize('packing', [False, True])
+def test_loss_falls_and_every_trainable_parameter_changes(tmp_path, packing):
     tok = world_tokenizer()
     r0 = build_model(tiny_config('llama', tokenizer=tok, hidden_size=32, n_layers=2, max_position_embeddings=512), seed=0)
     before = {k: v.detach().clone() for k, v in r0.named_parameters()}
-    r = pretrain(out=str(tmp_path/'run'), max_steps=40, logging_steps=5, seed=0, **SMALL)
+    r = pretrain(out=str(tmp_path/'run'), max_steps=40, logging_steps=5, seed=0, packing=packing, **SMALL)
     losses = [h['loss'] for h in r.log_history if 'loss' in h]
     assert losses[-1] < losses[0] - 0.5, losses
     after = dict(r.model.named_parameters())
