@@ -478,8 +478,8 @@ def fact_recall(model, tokenizer, world=None,  # the world whose facts are probe
     return (res, items) if return_items else res
 
 # %% ../nbs/04_pretraining.ipynb #55942559
-TINY_LM_RECIPE = dict(model='tiny-llama', hidden_size=128, n_layers=2, n_heads=4, max_len=256, doc_repeats=4, epochs=140,
-                      batch_size=32, group_by_length=False, packing=True, lr=3e-3, warmup_steps=30, logging_steps=20,
+TINY_LM_RECIPE = dict(model='tiny-llama', hidden_size=128, n_layers=2, n_heads=4, max_len=256, doc_repeats=4, epochs=110,
+                      batch_size=32, group_by_length=False, packing=True, lr=4e-3, warmup_steps=30, logging_steps=20,
                       precision='bf16', seed=0)
 
 def tiny_lm_path(world_seed:int=0,  # which toy world
