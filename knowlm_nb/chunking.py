@@ -153,13 +153,18 @@ def _token_bounds_from_offsets(offsets, char_bounds):
 class OverlongSentenceError(ValueError):
     "A sentence is longer than the window and `overlong='error'` was asked for."
 
+def _knowlm_blocks(n_tokens, max_len):
+    "How many slices KnowLM cut an over-long Chinese sentence into: ceil(n/max_len), one more if the remainder is >= 80% of the window."
+    m = -(-n_tokens // max_len)
+    return m + 1 if n_tokens % max_len >= 0.8*max_len else m
+
 def _knowlm_pieces(lengths, max_len, zh):
-    "KnowLM's cut of over-long sentences: Chinese into ceil(n/max_len) equal pieces, English into max_len pieces."
+    "KnowLM's cut of over-long sentences, on lengths alone: Chinese into `_knowlm_blocks` equal pieces, English into max_len pieces."
     out = []
     for i, n in enumerate(lengths):
         if n <= max_len: out.append(n)
         elif zh is not None and zh[i]:
-            m = -(-n // max_len); q, r = divmod(n, m); out += [q + 1]*r + [q]*(m - r)
+            m = _knowlm_blocks(n, max_len); q, r = divmod(n, m); out += [q + 1]*r + [q]*(m - r)
         else: out += [max_len]*(n // max_len) + ([n % max_len] if n % max_len else [])
     return out
 
@@ -278,10 +283,29 @@ def _plan(text, enc, cb, tk, cfg):
     tb = token_bounds(enc, cb)
     b = [0] + [t + nb for t in tb[1:]]
     lens = [y - x for x, y in zip(b, b[1:] + [n])]
-    zh = None
-    if cfg.mode == 'knowlm' and any(L > cfg.max_len for L in lens):
-        zh = [bool(_HAS_CJK.search(text[s:e])) for s, e in zip(cb, cb[1:] + [len(text)])]
-    return pack_sentences(lens, cfg.max_len, cfg.mode, cfg.overlong, zh), lens
+    return pack_sentences(lens, cfg.max_len, cfg.mode, cfg.overlong), lens
+
+def _knowlm_stream(text, enc, lens, tk, cfg):
+    "KnowLM's pieces of a document with over-long sentences; a Chinese one is re-encoded from character slices."
+    nb, L_max = int(cfg.bos), cfg.max_len
+    full = ([tk.bos_id] if cfg.bos else []) + enc.ids + ([tk.eos_id] if cfg.eos else [])
+    starts, offs, n_ids = list(itertools.accumulate(lens, initial=0)), enc.offsets, len(enc.ids)
+    def char_at(p):  # character offset where stream position p starts
+        t = p - nb
+        return 0 if t <= 0 else len(text) if t >= n_ids else offs[t][0]
+    out = []
+    for k, L in enumerate(lens):
+        a, b = starts[k], starts[k + 1]
+        sent = text[char_at(a):char_at(b)]
+        if L <= L_max: out.append(full[a:b]); continue
+        if _HAS_CJK.search(sent):
+            per = -(-len(sent) // _knowlm_blocks(L, L_max))
+            toks = [tk.encode(sent[i:i + per]) for i in range(0, len(sent), per)]
+            if k == 0 and cfg.bos: toks[0] = [tk.bos_id] + toks[0]
+            if k == len(lens) - 1 and cfg.eos: toks[-1] = toks[-1] + [tk.eos_id]
+        else: toks = [full[a:b]]
+        for t in toks: out += [t[i:i + L_max] for i in range(0, len(t), L_max)]  # English by tokens; a re-encoded slice still too long too
+    return out
 
 def _greedy_spans(enc, cb, nb, n, max_len):
     "Greedy mode's spans, looking up only the sentence starts around each cut; `(spans, over-long sentences)` or None."
@@ -309,15 +333,19 @@ def _greedy_spans(enc, cb, nb, n, max_len):
     return spans + [(p, n)], len(long)
 
 def _spans(text, enc, cb, tk, cfg):
-    "Chunk spans of one document and its number of over-long sentences."
+    "Chunk spans of one document, its number of over-long sentences, and its token stream when it is not `[BOS] + ids + [EOS]`."
     nb = 1 if cfg.bos else 0
     n = len(enc.ids) + nb + (1 if cfg.eos else 0)
-    if n <= cfg.max_len: return ([(0, n)] if n else []), 0
+    if n <= cfg.max_len: return ([(0, n)] if n else []), 0, None
     if cfg.mode == 'greedy' and cfg.overlong == 'split':
         r = _greedy_spans(enc, cb, nb, n, cfg.max_len)
-        if r is not None: return r
+        if r is not None: return (*r, None)
     spans, lens = _plan(text, enc, cb, tk, cfg)
-    return spans, sum(L > cfg.max_len for L in lens)
+    n_long = sum(L > cfg.max_len for L in lens)
+    if cfg.mode == 'knowlm' and n_long:
+        pieces = _knowlm_stream(text, enc, lens, tk, cfg)
+        return _pack_knowlm([len(p) for p in pieces], cfg.max_len), n_long, list(itertools.chain.from_iterable(pieces))
+    return spans, n_long, None
 
 def chunk_texts(texts:list,  # documents (non-empty strings)
                 tokenizer,  # anything `as_tokenizer` accepts
@@ -335,8 +363,8 @@ def chunk_texts(texts:list,  # documents (non-empty strings)
     pieces, lengths, doc_of = [], [], []
     for k, (text, enc) in enumerate(zip(texts, encs)):
         cb = sentence_bounds(text, cfg.lang)
-        spans, n_long = _spans(text, enc, cb, tk, cfg)
-        full = bos + enc.ids + eos
+        spans, n_long, stream = _spans(text, enc, cb, tk, cfg)
+        full = bos + enc.ids + eos if stream is None else stream  # (knowlm mode re-encodes over-long Chinese sentences)
         st['documents'] += 1; st['sentences'] += len(cb); st['doc_tokens'] += len(full); st['overlong_sentences'] += n_long
         kept = [(a, b) for a, b in spans if b - a >= mn]
         if len(kept) < len(spans): st['dropped_chunks'] += len(spans) - len(kept)

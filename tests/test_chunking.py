@@ -191,6 +191,22 @@ def test_cut_lookups_equal_full_path(tk, text, max_len, bos, eos):
     assert _greedy_spans(enc, cb, int(bos), n, max_len) == (spans, sum(L > max_len for L in lens))
 
 
+@settings(max_examples=150, **SETTINGS)
+@given(documents(max_sentences=10), st.integers(3, 30), st.booleans(), st.booleans())
+def test_knowlm_mode_reencodes_chinese_and_loses_nothing(tk, text, max_len, bos, eos):
+    "knowlm mode: pieces (Chinese over-long sentences re-encoded from character slices) still decode to the document, chunks fit."
+    from knowlm_nb.chunking import _spans, _union
+    if max_len < bos + eos + 1: return
+    cfg = ChunkConfig(max_len=max_len, bos=bos, eos=eos, mode='knowlm')
+    enc = tk.backend.encode(text, add_special_tokens=False)
+    spans, n_long, stream = _spans(text, enc, sentence_bounds(text), tk, cfg)
+    if stream is None: stream = ([tk.bos_id] if bos else []) + enc.ids + ([tk.eos_id] if eos else [])
+    assert all(0 < b - a <= max_len for a, b in spans)
+    assert _union(spans) == len(stream)  # before the length filter every token of the stream is in some chunk
+    assert (stream[0] == tk.bos_id) == bos and (stream[-1] == tk.eos_id) == eos
+    assert tk.decode(stream[int(bos):len(stream) - int(eos)]) == text  # slices re-encoded, nothing lost or changed
+
+
 def test_token_bounds_match_sentences(tk):
     text = 'Kalo Renmi was born in Sator. She stayed.\n\n卡洛·仁米出生于萨托城。他走了。'
     enc = tk.backend.encode(text, add_special_tokens=False)
