@@ -7,9 +7,9 @@ Docs: https://knowlm-nb.github.io/knowlm_nb/pretraining.html.md"""
 # %% auto #0
 __all__ = ['ZERO_PRESETS', 'TINY_LM_RECIPE', 'CausalLMCollator', 'PackedCollator', 'check_packing', 'TokenSamples',
            'tokenize_documents', 'load_pretraining_data', 'PretrainConfig', 'knowlm_recipe', 'PretrainInputError',
-           'check_run_inputs', 'zero_config', 'write_zero_config', 'launch_command', 'PretrainResult',
-           'last_checkpoint', 'pretrain', 'plot_training', 'perplexity', 'fact_recall', 'tiny_lm_path', 'tiny_lm',
-           'top_next_tokens', 'pretrain_demo', 'cli_pretrain', 'pipeline_pretrain']
+           'check_run_inputs', 'zero_config', 'write_zero_config', 'launch_command', 'SeededLengthGroupedSampler',
+           'PretrainResult', 'last_checkpoint', 'pretrain', 'plot_training', 'perplexity', 'fact_recall',
+           'tiny_lm_path', 'tiny_lm', 'top_next_tokens', 'pretrain_demo', 'cli_pretrain', 'pipeline_pretrain']
 
 # %% ../nbs/04_pretraining.ipynb #eff3280d
 import os, sys, json, math, time, shutil, argparse, subprocess, shlex
@@ -101,6 +101,8 @@ class TokenSamples:
     def __getitem__(self, i): return {'input_ids': np.asarray(self.samples[int(i)], dtype=np.int64)}
     @property
     def n_tokens(self)->int: return int(sum(len(s) for s in self.samples))
+    @property
+    def lengths(self)->np.ndarray: return np.array([len(s) for s in self.samples], dtype=np.int64)
     def __repr__(self): return f"TokenSamples({len(self)} samples, {self.n_tokens} tokens, from {self.source or 'memory'})"
 
 class _IndexView(TokenSamples):
@@ -115,6 +117,10 @@ class _IndexView(TokenSamples):
     def n_tokens(self)->int:
         L = np.asarray(self.ds.lengths, dtype=np.int64)
         return int(L[self.order].sum() if self.order is not None else L.sum())
+    @property
+    def lengths(self)->np.ndarray:
+        L = np.asarray(self.ds.lengths, dtype=np.int64)
+        return L[self.order] if self.order is not None else L
 
 def tokenize_documents(texts:list,  # documents
                        tokenizer,  # a HF tokenizer with bos/eos tokens
@@ -309,6 +315,21 @@ def launch_command(args:list,  # the training command after the launcher, e.g. [
     return ' '.join(shlex.quote(c) for c in cmd)
 
 # %% ../nbs/04_pretraining.ipynb #98066ff4
+class SeededLengthGroupedSampler(torch.utils.data.Sampler):
+    "Indices in batches of similar-length samples, in an order fixed by the seed and the epoch (so a resumed run sees the same batches)."
+    def __init__(self, lengths,  # length of every sample
+                 batch_size:int,  # samples per optimizer step (micro batch x gradient accumulation)
+                 seed:int=0  # with the epoch, fixes the order
+                ):
+        self.lengths, self.batch_size, self.seed, self.epoch = [int(x) for x in lengths], batch_size, seed, 0
+    def set_epoch(self, epoch:int): self.epoch = int(epoch)  # the Trainer calls this at the start of every epoch
+    def __len__(self): return len(self.lengths)
+    def __iter__(self):
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=g))
+
+# %% ../nbs/04_pretraining.ipynb #3c1bd07b
 @dataclass
 class PretrainResult:
     "What a pretraining run produced."
@@ -371,6 +392,13 @@ def pretrain(config:PretrainConfig|None=None,  # the recipe
 
 def _pretrain(cfg, out, device):
     from transformers import Trainer, TrainingArguments
+    class _SeededTrainer(Trainer):
+        def _get_train_sampler(self, train_dataset=None):
+            ds = train_dataset if train_dataset is not None else self.train_dataset
+            if self.args.train_sampling_strategy == 'group_by_length' and hasattr(ds, 'lengths'):
+                seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+                return SeededLengthGroupedSampler(ds.lengths, self.args.train_batch_size * self.args.gradient_accumulation_steps, seed)
+            return super()._get_train_sampler(train_dataset)
     seed_everything(cfg.seed)
     args = TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=cfg.batch_size, gradient_accumulation_steps=cfg.grad_accum,
@@ -397,7 +425,7 @@ def _pretrain(cfg, out, device):
     check_run_inputs(model, tok, data, cfg.max_len, resume_from)
     if cfg.packing and not cfg.deepspeed: check_packing(model)  # (under ZeRO-3 the weights are shards until the engine runs)
     if cfg.gradient_checkpointing: model.gradient_checkpointing_enable()
-    trainer = Trainer(model=model, args=args, train_dataset=data, data_collator=(PackedCollator if cfg.packing else CausalLMCollator)(tok.pad_token_id, cfg.max_len),
+    trainer = _SeededTrainer(model=model, args=args, train_dataset=data, data_collator=(PackedCollator if cfg.packing else CausalLMCollator)(tok.pad_token_id, cfg.max_len),
                       processing_class=tok)
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
@@ -535,7 +563,8 @@ def cli_pretrain(argv:list|None=None)->int:
     skip = {'model', 'data', 'out', 'deepspeed', 'mixture'}
     for f in dc_fields(PretrainConfig):
         if f.name in skip: continue
-        if f.type in (bool, 'bool'): p.add_argument('--' + f.name.replace('_', '-'), action='store_true', help=f'(default: {f.default})')
+        if f.type in (bool, 'bool'):  # --packing / --no-packing: a flag whose default is True must be possible to turn off
+            p.add_argument('--' + f.name.replace('_', '-'), action=argparse.BooleanOptionalAction, default=f.default, help=f'(default: {f.default})')
         else:
             typ = {'int': int, 'float': float}.get(f.type if isinstance(f.type, str) else getattr(f.type, '__name__', ''), str)
             p.add_argument('--' + f.name.replace('_', '-'), type=typ, default=f.default, help=f'(default: {f.default})')

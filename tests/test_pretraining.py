@@ -97,9 +97,10 @@ def _weights(run_dir):
     from safetensors.torch import load_file
     return load_file(str(Path(run_dir)/'final'/'model.safetensors'))
 
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path):
+@pytest.mark.parametrize('batching', [[], ['--packing', '--no-group-by-length']], ids=['grouped-by-length', 'packed-random'])
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, batching):
     args = ['pretrain', '--hidden-size', '32', '--n-layers', '2', '--doc-repeats', '1', '--max-len', '128', '--lr', '3e-3', '--warmup-steps', '5',
-            '--max-steps', '160', '--save-steps', '20', '--logging-steps', '1', '--seed', '0', '--batch-size', '8']
+            '--max-steps', '160', '--save-steps', '20', '--logging-steps', '1', '--seed', '0', '--batch-size', '8', *batching]
     env = {**os.environ, 'KNOWLM_NB_DEVICE': 'cpu'}
     r = subprocess.run([str(BIN/'knowlm-nb'), *args, '--out', str(tmp_path/'full')], capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
@@ -166,10 +167,13 @@ def test_cli_trains_on_a_chunk_index_with_mixture(tmp_path):
     write_jsonl(tmp_path/'docs.jsonl', docs)
     chunk_corpus([tmp_path/'docs.jsonl'], world_tokenizer(), tmp_path/'chunks', ChunkConfig(max_len=128), source_field='lang', progress=False)
     r = subprocess.run([str(BIN/'knowlm-nb'), 'pretrain', '--data', str(tmp_path/'chunks'), '--out', str(tmp_path/'run'), '--hidden-size', '32',
-                        '--n-layers', '2', '--max-steps', '6', '--logging-steps', '2', '--mixture', 'zh=0.8,en=0.2'],
+                        '--n-layers', '2', '--max-steps', '6', '--logging-steps', '2', '--mixture', 'zh=0.8,en=0.2',
+                        '--packing', '--no-group-by-length'],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'trained 6 steps' in r.stdout and (tmp_path/'run'/'final'/'model.safetensors').exists()
+    cfg = json.loads((tmp_path/'run'/'run.json').read_text())['config']
+    assert cfg['packing'] is True and cfg['group_by_length'] is False and cfg['resume'] is False  # booleans both ways from the CLI
     r = subprocess.run([str(BIN/'knowlm-nb'), 'pretrain', '--data', str(tmp_path/'chunks'), '--out', str(tmp_path/'run2'), '--mixture', 'fr=1'],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode != 0 and "unknown sources ['fr']" in r.stderr
