@@ -9,7 +9,8 @@ __all__ = ['ZERO_PRESETS', 'TINY_LM_RECIPE', 'CausalLMCollator', 'PackedCollator
            'tokenize_documents', 'load_pretraining_data', 'PretrainConfig', 'knowlm_recipe', 'PretrainInputError',
            'check_run_inputs', 'zero_config', 'write_zero_config', 'launch_command', 'SeededLengthGroupedSampler',
            'PretrainResult', 'last_checkpoint', 'pretrain', 'plot_training', 'perplexity', 'fact_recall',
-           'tiny_lm_path', 'tiny_lm', 'top_next_tokens', 'pretrain_demo', 'cli_pretrain', 'pipeline_pretrain']
+           'tiny_lm_path', 'tiny_lm', 'plot_recall', 'top_next_tokens', 'pretrain_demo', 'cli_pretrain',
+           'pipeline_pretrain']
 
 # %% ../nbs/04_pretraining.ipynb #eff3280d
 import os, sys, json, math, time, shutil, argparse, subprocess, shlex
@@ -529,6 +530,20 @@ def tiny_lm(world_seed:int=0, device:str='cpu', **overrides):
     "The tiny pretrained model of the toy world and its tokenizer: `(model, tokenizer)`."
     p = tiny_lm_path(world_seed, **overrides)
     return load_model(p, device=device), load_tokenizer(p)
+
+# %% ../nbs/04_pretraining.ipynb #2f0fe022
+def plot_recall(results:dict,  # model name -> {'train': fact_recall(...), 'heldout': fact_recall(...)}
+                title:str='fact recall'):
+    "Grouped bars of fact recall per model, template set and language."
+    import matplotlib.pyplot as plt
+    cols = [(t, l) for t in ('train', 'heldout') for l in LANGS]
+    fig, ax = plt.subplots(figsize=(6.5, 3)); w = 0.8 / max(len(results), 1)
+    for i, (name, r) in enumerate(results.items()):
+        bars = ax.bar([j + i*w for j in range(len(cols))], [r[t][l] for t, l in cols], width=w, label=name)
+        ax.bar_label(bars, fmt='%.2f', fontsize=7)
+    ax.set_xticks([j + w*(len(results) - 1)/2 for j in range(len(cols))], [f"{t} {l}" for t, l in cols])
+    ax.set_ylim(0, 1); ax.set_ylabel('share of facts recalled'); ax.set_title(title); ax.legend(); fig.tight_layout()
+    return fig
 
 # %% ../nbs/04_pretraining.ipynb #738ed48d
 def top_next_tokens(model, tokenizer, prompt:str, k:int=10)->list:
