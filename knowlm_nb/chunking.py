@@ -8,12 +8,12 @@ Docs: https://knowlm-nb.github.io/knowlm_nb/chunking.html.md"""
 __all__ = ['sentence_bounds', 'split_sentences', 'ChunkTokenizer', 'as_tokenizer', 'token_bounds', 'OverlongSentenceError',
            'pack_sentences', 'min_chunks_bruteforce', 'ChunkConfig', 'chunk_texts', 'chunk_document',
            'IndexFormatError', 'index_dtype', 'IndexedDatasetWriter', 'IndexedDataset', 'write_knowlm_legacy',
-           'read_knowlm_legacy', 'merge_indexed', 'mixture_indices', 'iter_documents', 'chunk_corpus', 'format_summary',
-           'world_articles', 'compare_modes', 'plot_chunk_lengths', 'cli_chunk', 'pipeline_chunking', 'render_chunks',
-           'chunk_demo']
+           'read_knowlm_dis', 'read_knowlm_legacy', 'merge_indexed', 'mixture_indices', 'iter_documents',
+           'chunk_corpus', 'format_summary', 'world_articles', 'compare_modes', 'plot_chunk_lengths', 'cli_chunk',
+           'pipeline_chunking', 'render_chunks', 'chunk_demo']
 
 # %% ../nbs/03_chunking.ipynb #c6d8041a
-import os, re, sys, json, math, time, shutil, struct, bisect, tempfile, argparse, itertools, contextlib
+import os, re, sys, json, math, time, pickle, shutil, struct, bisect, tempfile, argparse, itertools, contextlib
 from collections import Counter, deque
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
@@ -593,7 +593,8 @@ class IndexedDataset:
     def __repr__(self): return f"IndexedDataset({str(self.prefix)!r}, samples={len(self)}, tokens={self.n_tokens}, dtype={self.dtype.name}, sources={self.source_counts()})"
     def __getstate__(self): return {'prefix': str(self.prefix), 'kind': self.kind, **self._extra}
     def __setstate__(self, st):
-        ds = read_knowlm_legacy(st['prefix'], unit=st.get('unit', 'tokens'), verify=False) if st['kind'] == 'legacy' else IndexedDataset(st['prefix'], verify=False)
+        ds = (read_knowlm_legacy(st['prefix'], unit=st.get('unit', 'tokens'), verify=False, source_names=st.get('source_names'))
+              if st['kind'] == 'legacy' else IndexedDataset(st['prefix'], verify=False))
         self.__dict__.update(ds.__dict__)
 
 def _torch_dataset_class():
@@ -618,9 +619,10 @@ def __getattr__(name):  # `knowlm_nb.chunking.IndexedTorchDataset` exists once a
 
 # %% ../nbs/03_chunking.ipynb #3d9033e2
 def write_knowlm_legacy(prefix:str|Path,  # output path without extension
-                        samples  # an iterable of token id sequences (ids < 65,536)
+                        samples,  # an iterable of token id sequences (ids < 65,536)
+                        counts:list|None=None  # samples per source type, in order, for the `.dis` file (None: one type)
                        )->Path:
-    "Write samples in KnowLM's headerless layout (uint16 `.bin`; `.idx` = uint64 starts then uint16 lengths), atomically."
+    "Write samples in KnowLM's headerless layout (uint16 `.bin`; `.idx` = uint64 starts then uint16 lengths; `.dis`), atomically."
     p = _prefix(prefix); starts, lengths, pos = [], [], 0
     with atomic_write(p.with_name(p.name + '.bin'), 'wb') as f:
         for s in samples:
@@ -628,15 +630,41 @@ def write_knowlm_legacy(prefix:str|Path,  # output path without extension
             if len(a) and (a.min() < 0 or a.max() >= 2**16): raise ValueError("KnowLM's layout stores uint16 ids: every id must be < 65536")
             if len(a) >= 2**16: raise ValueError("KnowLM's layout stores uint16 lengths: samples must have < 65536 tokens")
             f.write(a.astype(np.uint16).tobytes()); starts.append(pos); lengths.append(len(a)); pos += len(a)
+    if counts is not None and (sum(counts) != len(starts) or any(int(c) < 0 for c in counts)):
+        raise ValueError(f"counts {list(counts)} must be >= 0 and sum to the {len(starts)} samples written")
     with atomic_write(p.with_name(p.name + '.idx'), 'wb') as f:
         f.write(np.array(starts, np.uint64).tobytes()); f.write(np.array(lengths, np.uint16).tobytes())
+    import torch  # KnowLM's loader reads .dis with torch.load
+    with atomic_write(p.with_name(p.name + '.dis'), 'wb') as f: torch.save([int(c) for c in counts] if counts else [], f)
     return p
+
+class _NoClasses(pickle.Unpickler):
+    "An unpickler for plain lists and numbers: any class or persistent object is refused."
+    def find_class(self, module, name): raise pickle.UnpicklingError(f"refused to load {module}.{name}")
+    def persistent_load(self, pid): raise pickle.UnpicklingError("refused to load a tensor")
+
+def read_knowlm_dis(path:str|Path  # a `.dis` file (`torch.save` of a list of ints)
+                   )->list:
+    "Samples per source type from KnowLM's `.dis` file, read without torch and without running pickled code."
+    import zipfile, io
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as z:
+            name = next((n for n in z.namelist() if n == 'data.pkl' or n.endswith('/data.pkl')), None)
+            if name is None: raise IndexFormatError(f"{path}: a zip archive without data.pkl, expected a torch.save file")
+            counts = _NoClasses(io.BytesIO(z.read(name))).load()
+    except zipfile.BadZipFile: raise IndexFormatError(f"{path}: not a torch.save zip archive (expected a list of sample counts per source type)") from None
+    except pickle.UnpicklingError as e: raise IndexFormatError(f"{path}: expected a plain list of sample counts ({e})") from None
+    if not isinstance(counts, list) or not all(type(c) is int and c >= 0 for c in counts):
+        raise IndexFormatError(f"{path}: expected a list of sample counts (ints >= 0), got {str(counts)[:80]}")
+    return counts
 
 def read_knowlm_legacy(prefix:str|Path,  # path without extension
                        unit:str='auto',  # are starts in 'tokens' or 'bytes'? 'auto' decides from the first samples
-                       verify:bool=True  # check every sample lies inside the .bin
+                       verify:bool=True,  # check every sample lies inside the .bin
+                       source_names:list|None=None  # names of the `.dis` types, in order (default: type0, type1, ...)
                       )->IndexedDataset:
-    "Open an index pair in KnowLM's headerless layout as an `IndexedDataset`."
+    "Open an index pair in KnowLM's headerless layout as an `IndexedDataset`; its `.dis` file, if any, gives the source tags."
     p = _prefix(prefix); idx, bin_ = IndexedDataset._paths(p)
     size, bsize = idx.stat().st_size, bin_.stat().st_size
     if size % 10: raise IndexFormatError(f"{idx}: {size} bytes is not a multiple of 10 (8-byte start + 2-byte length per sample): truncated or not KnowLM's layout")
@@ -647,9 +675,15 @@ def read_knowlm_legacy(prefix:str|Path,  # path without extension
     if unit == 'auto': unit = 'bytes' if n >= 2 and lengths[0] and int(starts[1]) - int(starts[0]) == 2*int(lengths[0]) else 'tokens'
     if unit not in ('tokens', 'bytes'): raise ValueError(f"unit must be 'auto', 'tokens' or 'bytes', got {unit!r}")
     if unit == 'bytes': starts = starts // np.uint64(2)
+    dis = p.with_name(p.name + '.dis')
+    counts = read_knowlm_dis(dis) if dis.exists() else []
+    if counts and sum(counts) != n: raise IndexFormatError(f"{dis}: its counts {counts} sum to {sum(counts)}, but {idx} holds {n} samples")
+    names = list(source_names) if source_names else ([f'type{i}' for i in range(len(counts))] if counts else ['default'])
+    if len(names) != max(len(counts), 1): raise ValueError(f"source_names has {len(names)} names for {max(len(counts), 1)} source types in {dis}")
+    tags = np.repeat(np.arange(len(counts), dtype=np.uint16), counts) if counts else np.zeros(n, np.uint16)
     ds = IndexedDataset.__new__(IndexedDataset)
-    ds._setup(p, 'legacy', starts, lengths, np.zeros(n, np.uint16), np.asarray(np.memmap(bin_, np.uint16, 'r')) if bsize else np.zeros(0, np.uint16),
-              ['default'], None, unit=unit)
+    ds._setup(p, 'legacy', starts, lengths, tags, np.asarray(np.memmap(bin_, np.uint16, 'r')) if bsize else np.zeros(0, np.uint16),
+              names, None, unit=unit, source_names=list(source_names) if source_names else None)
     if verify: ds.verify()
     return ds
 

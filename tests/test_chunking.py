@@ -375,6 +375,28 @@ def test_legacy_reader(tmp_path, unit):
     assert pickle.loads(pickle.dumps(ds))[3].tolist() == samples[3]
 
 
+def test_legacy_dis_file_gives_source_tags(tmp_path):
+    "A .dis written by torch.save (as KnowLM did) becomes source tags; reading it never imports torch nor runs pickled code."
+    import torch
+    samples = [[1, 2], [3], [4, 5, 6], [7], [8, 9]]
+    write_knowlm_legacy(tmp_path/'leg', samples)
+    torch.save([3, 2], tmp_path/'leg.dis')  # KnowLM's own writer: a list of per-type counts
+    code = (f"import sys; from knowlm_nb.chunking import read_knowlm_legacy; ds = read_knowlm_legacy({str(tmp_path/'leg')!r});"
+            "print(ds.source_counts(), ds.source_ids.tolist(), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "{'type0': 3, 'type1': 2} [0, 0, 0, 1, 1] False"
+    ds = read_knowlm_legacy(tmp_path/'leg', source_names=['zh', 'code'])
+    assert pickle.loads(pickle.dumps(ds)).source_counts() == {'zh': 3, 'code': 2}
+    torch.save([4, 2], tmp_path/'leg.dis')
+    with pytest.raises(IndexFormatError, match=r'leg.dis: its counts \[4, 2\] sum to 6, but .*leg.idx holds 5 samples'): read_knowlm_legacy(tmp_path/'leg')
+    torch.save({'a': torch.zeros(2)}, tmp_path/'leg.dis')
+    with pytest.raises(IndexFormatError, match='expected a plain list of sample counts'): read_knowlm_legacy(tmp_path/'leg')
+    (tmp_path/'leg.dis').write_bytes(pickle.dumps([3, 2]))  # a bare pickle, not torch's zip
+    with pytest.raises(IndexFormatError, match='not a torch.save zip archive'): read_knowlm_legacy(tmp_path/'leg')
+    (tmp_path/'leg.dis').unlink()
+    assert read_knowlm_legacy(tmp_path/'leg').source_counts() == {'default': 5}
+
+
 def test_legacy_errors(tmp_path):
     write_knowlm_legacy(tmp_path/'l', [[1, 2, 3], [4, 5]])
     with open(tmp_path/'l.bin', 'r+b') as f: f.truncate(6)
