@@ -1,7 +1,7 @@
 """Pretraining benchmark: our Trainer path vs a minimal plain-PyTorch loop on the same tiny model and data, the tiny model's build
 time and its fact recall; on a GPU also tokens/s and MFU of a ~0.5B Qwen2-shaped model in bf16.
 
-Run: `python bench/pretraining.py [--steps 60] [--runs 3] [--skip-build | --cached-build]`. Prints a table; ratios are measured side by side in this run.
+Run: `python bench/pretraining.py [--steps 200] [--runs 3] [--skip-build | --cached-build]`. Prints a table; ratios are measured side by side in this run.
 """
 import argparse, math, os, platform, statistics, sys, tempfile, time
 from pathlib import Path
@@ -28,8 +28,12 @@ def plain_loop(model, data, collator, steps, batch_size, lr, seed, bf16=False):
 def trainer_run(cfg_kw, steps, batch_size, lr, seed, out):
     from knowlm_nb.pretrain import pretrain, PretrainConfig
     r = pretrain(PretrainConfig(out=out, max_steps=steps, batch_size=batch_size, lr=lr, seed=seed, warmup_steps=0, logging_steps=steps,
-                                group_by_length=False, **cfg_kw))
-    return r.seconds, r.tokens
+                                **{'group_by_length': False, **cfg_kw}))
+    return r.seconds, r.tokens  # tokens: real (unpadded) tokens, the same for every batching of the same samples
+
+BATCHING = {'padded, random order': dict(packing=False, group_by_length=False),
+            'padded, grouped by length': dict(packing=False, group_by_length=True),
+            'packed, random order': dict(packing=True, group_by_length=False)}
 
 def gpu_mfu(steps=20, seq=2048, batch=8):
     import torch
@@ -51,7 +55,7 @@ def gpu_mfu(steps=20, seq=2048, batch=8):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument('--steps', type=int, default=60); p.add_argument('--runs', type=int, default=3); p.add_argument('--skip-build', action='store_true')
+    p.add_argument('--steps', type=int, default=200); p.add_argument('--runs', type=int, default=3); p.add_argument('--skip-build', action='store_true')
     p.add_argument('--cached-build', action='store_true', help="report the cached tiny_lm's build record instead of building it afresh")
     a = p.parse_args()
     if a.runs < 3: p.error('--runs must be at least 3 (medians of fewer are not reported)')
@@ -71,7 +75,13 @@ def main():
         col = (PackedCollator if kw['packing'] else CausalLMCollator)(tok.pad_token_id, 256)
         res['plain'].append(plain_loop(m, data, col, a.steps, bs, lr, run, bf16=kw['precision'] == 'bf16'))
         with tempfile.TemporaryDirectory() as d: res['trainer'].append(trainer_run(kw, a.steps, bs, lr, run, d + '/run'))
+    batching = {k: [] for k in BATCHING}
+    for run in range(a.runs):  # the Trainer path under three batchings of the same samples, interleaved
+        for name, over in BATCHING.items():
+            with tempfile.TemporaryDirectory() as d:  # on tiny_lm's own samples (doc_repeats of the recipe)
+                batching[name].append(trainer_run({**kw, 'doc_repeats': TINY_LM_RECIPE['doc_repeats'], **over}, a.steps, bs, lr, run, d + '/run'))
     tps = {k: statistics.median(t/s for s, t in v) for k, v in res.items()}
+    tps_b = {k: statistics.median(t/s for s, t in v) for k, v in batching.items()}
     print(f"knowlm_nb pretraining bench — python {platform.python_version()}, torch {torch.__version__}, {os.cpu_count()} CPUs, "
           f"load average {' / '.join(f'{x:.1f}' for x in os.getloadavg())}; tiny Llama {n_params(m):,} params, {kw['precision']}, "
           f"{'packed' if kw['packing'] else 'padded'} batches, {a.steps} steps x batch {bs}, median of {a.runs}")
@@ -79,6 +89,7 @@ def main():
     print(f"{'plain PyTorch loop, tokens/s':<58} {tps['plain']:>12,.0f}")
     print(f"{'our Trainer path (pretrain), tokens/s':<58} {tps['trainer']:>12,.0f}")
     print(f"{'ratio plain / Trainer (target <= 1.15)':<58} {tps['plain']/tps['trainer']:>12.3f}")
+    for name, v in tps_b.items(): print(f"{'tiny_lm samples, Trainer, ' + name + ', real tokens/s':<58} {v:>12,.0f}")
     if not a.skip_build:
         home = None
         if not a.cached_build:  # a first build, timed now, in an empty cache (the world tokenizer is rebuilt too)
