@@ -431,6 +431,7 @@ def _pretrain(cfg, out, device):
     t0 = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     secs = time.perf_counter() - t0
+    model.config.use_cache = True  # the Trainer turned the KV cache off for training; the saved model generates with it
     trainer.save_model(str(out/'final'))  # collective under ZeRO-3 (gathers the shards): every rank calls it
     steps, hist = trainer.state.global_step, trainer.state.log_history
     tokens = int(steps * cfg.batch_size * cfg.grad_accum * data.n_tokens / max(len(data), 1) * max(args.world_size, 1))
