@@ -585,6 +585,7 @@ def cli_pretrain(argv:list|None=None)->int:
             typ = {'int': int, 'float': float}.get(f.type if isinstance(f.type, str) else getattr(f.type, '__name__', ''), str)
             p.add_argument('--' + f.name.replace('_', '-'), type=typ, default=f.default, help=f'(default: {f.default})')
     p.add_argument('--mixture', help='source weights for an index with several sources, e.g. zh=0.7,en=0.3')
+    p.add_argument('--dry-run', action='store_true', help='print the resolved configuration as JSON and exit without training')
     a = p.parse_args(argv)
     kw = {f.name: getattr(a, f.name) for f in dc_fields(PretrainConfig) if f.name != 'mixture'}
     if a.mixture:
@@ -592,6 +593,7 @@ def cli_pretrain(argv:list|None=None)->int:
         except ValueError: p.error(f"--mixture must look like zh=0.7,en=0.3, got {a.mixture!r}")
     try: cfg = PretrainConfig(**kw)
     except ValueError as e: p.error(str(e))
+    if a.dry_run: print(json.dumps(asdict(cfg), indent=1)); return 0
     try: r = pretrain(cfg)
     except (PretrainInputError, DataFormatError, FileNotFoundError, ModelUnavailableError) as e:
         print(f"knowlm-nb pretrain: error: {e}", file=sys.stderr); return 2

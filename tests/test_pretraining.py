@@ -187,6 +187,25 @@ def test_mixture_shares(tmp_path):
     tags = np.asarray(d.ds.source_ids)[d.order]
     assert len(d) == 400 and (tags == 0).sum() == 300
 
+def test_notebook_scale_up_commands_parse():
+    "The knowlm-nb commands of the notebook's multicuda cells are accepted by the CLI as written (--dry-run: no GPU, no training)."
+    import ast
+    nb_path = Path(__file__).resolve().parents[1]/'nbs'/'04_pretraining.ipynb'
+    if not nb_path.exists(): pytest.skip('the notebooks are not beside the tests')
+    cmds = []
+    for c in json.loads(nb_path.read_text(encoding='utf-8'))['cells']:
+        src = ''.join(c['source'])
+        if c['cell_type'] != 'code' or '#| multicuda' not in src: continue
+        for node in ast.walk(ast.parse(src)):
+            if isinstance(node, ast.List) and node.elts and isinstance(node.elts[0], ast.Constant) and node.elts[0].value == 'knowlm-nb':
+                cmds.append([e.value if isinstance(e, ast.Constant) else 'from-the-recipe' for e in node.elts])
+    assert len(cmds) == 3, cmds
+    for cmd in cmds:
+        r = subprocess.run([str(BIN/'knowlm-nb'), *cmd[1:], '--dry-run'], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, (cmd, r.stderr[-2000:])
+        cfg = json.loads(r.stdout)
+        assert cfg['out'] and (cfg['deepspeed'] is not None or '--deepspeed' not in cmd)
+
 def test_zero_configs_and_launch_commands(tmp_path):
     z2, z3 = zero_config(2, precision='fp32'), zero_config(3, offload_optimizer=True, offload_param=True)
     assert z2['zero_optimization']['stage'] == 2 and 'bf16' not in z2 and 'fp16' not in z2
