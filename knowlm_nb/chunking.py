@@ -275,14 +275,17 @@ class ChunkConfig:
 _STAT_KEYS = ('documents', 'sentences', 'overlong_sentences', 'chunks', 'tokens', 'doc_tokens',
               'dropped_chunks', 'dropped_tokens', 'duplicated_tokens')
 
+def _sentence_lengths(enc, cb, nb, n):
+    "Token count of each sentence of `[BOS] + ids + [EOS]` (BOS with the first sentence, EOS with the last)."
+    b = [0] + [t + nb for t in token_bounds(enc, cb)[1:]]
+    return [y - x for x, y in zip(b, b[1:] + [n])]
+
 def _plan(text, enc, cb, tk, cfg):
     "Chunk spans over `[BOS] + ids + [EOS]` of one document, and the sentence lengths (None on the fast path)."
     nb = 1 if cfg.bos else 0
     n = len(enc.ids) + nb + (1 if cfg.eos else 0)
     if n <= cfg.max_len: return [(0, n)] if n else [], None
-    tb = token_bounds(enc, cb)
-    b = [0] + [t + nb for t in tb[1:]]
-    lens = [y - x for x, y in zip(b, b[1:] + [n])]
+    lens = _sentence_lengths(enc, cb, nb, n)
     return pack_sentences(lens, cfg.max_len, cfg.mode, cfg.overlong), lens
 
 def _knowlm_stream(text, enc, lens, tk, cfg):
@@ -340,12 +343,12 @@ def _spans(text, enc, cb, tk, cfg):
     if cfg.mode == 'greedy' and cfg.overlong == 'split':
         r = _greedy_spans(enc, cb, nb, n, cfg.max_len)
         if r is not None: return (*r, None)
-    spans, lens = _plan(text, enc, cb, tk, cfg)
+    lens = _sentence_lengths(enc, cb, nb, n)
     n_long = sum(L > cfg.max_len for L in lens)
     if cfg.mode == 'knowlm' and n_long:
         pieces = _knowlm_stream(text, enc, lens, tk, cfg)
         return _pack_knowlm([len(p) for p in pieces], cfg.max_len), n_long, list(itertools.chain.from_iterable(pieces))
-    return spans, n_long, None
+    return pack_sentences(lens, cfg.max_len, cfg.mode, cfg.overlong), n_long, None
 
 def chunk_texts(texts:list,  # documents (non-empty strings)
                 tokenizer,  # anything `as_tokenizer` accepts

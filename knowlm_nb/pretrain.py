@@ -24,6 +24,12 @@ from .models import (world_tokenizer, tiny_config, build_model, save_model, load
                               ModelUnavailableError)
 
 # %% ../nbs/04_pretraining.ipynb #33590fbf
+def _token_arrays(samples, max_len):
+    "Each sample (ids, or a dict with `input_ids`) as an int64 array, cut to `max_len`; an empty one is an error."
+    seqs = [np.asarray(s['input_ids'] if isinstance(s, dict) else s, dtype=np.int64).reshape(-1)[:max_len] for s in samples]
+    if any(len(s) == 0 for s in seqs): raise ValueError("empty sample in batch: every sample needs at least one token")
+    return seqs
+
 class CausalLMCollator:
     "Pad a list of token-id sequences into `input_ids`, `attention_mask` and `labels` (-100 on padding)."
     def __init__(self, pad_id:int,  # id used for padding (never trained on)
@@ -34,8 +40,7 @@ class CausalLMCollator:
         self.pad_id, self.max_len, self.mult = pad_id, max_len, pad_to_multiple_of
 
     def __call__(self, samples:list)->dict:
-        seqs = [np.asarray(s['input_ids'] if isinstance(s, dict) else s, dtype=np.int64).reshape(-1)[:self.max_len] for s in samples]
-        if any(len(s) == 0 for s in seqs): raise ValueError("empty sample in batch: every sample needs at least one token")
+        seqs = _token_arrays(samples, self.max_len)
         T = max(len(s) for s in seqs)
         if self.mult: T = -(-T // self.mult)*self.mult
         ids = np.full((len(seqs), T), self.pad_id, dtype=np.int64); mask = np.zeros((len(seqs), T), dtype=np.int64)
@@ -54,8 +59,7 @@ class PackedCollator:
         self.pad_id, self.max_len, self.width = pad_id, max_len, width or max_len
 
     def __call__(self, samples:list)->dict:
-        seqs = [np.asarray(s['input_ids'] if isinstance(s, dict) else s, dtype=np.int64).reshape(-1)[:self.max_len] for s in samples]
-        if any(len(s) == 0 for s in seqs): raise ValueError("empty sample in batch: every sample needs at least one token")
+        seqs = _token_arrays(samples, self.max_len)
         W = max([self.width or 0] + [len(s) for s in seqs])
         rows, fill = [], []
         for s in sorted(seqs, key=len, reverse=True):  # first fit, longest first
