@@ -12,12 +12,12 @@ __all__ = ['CJK_FONTS', 'STAGES', 'cli_pipeline', 'seed_everything', 'pick_devic
            'config_parser', 'parse_config', 'run_command', 'config_command', 'Stage', 'register_stage', 'check_stages',
            'PipelineConfig', 'pipeline', 'main']
 
-# %% ../nbs/00_core.ipynb #88ef6236
+# %% ../nbs/00_core.ipynb #878dfc7c
 import os, re, sys, json, random, time, types, typing, inspect, tempfile, shutil, hashlib, itertools, linecache
 import contextlib, argparse, importlib, traceback, dataclasses
 from pathlib import Path
 
-# %% ../nbs/00_core.ipynb #7ec7b871
+# %% ../nbs/00_core.ipynb #18a20b7f
 def seed_everything(seed:int=0  # the seed for python, numpy and (when loaded) torch
                    )->int:
     "Seed `random`, `numpy` and, if it is already imported, `torch` (all devices)."
@@ -36,7 +36,7 @@ def seed_everything(seed:int=0  # the seed for python, numpy and (when loaded) t
         if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
     return seed
 
-# %% ../nbs/00_core.ipynb #235ad62b
+# %% ../nbs/00_core.ipynb #befdaf47
 def pick_device(prefer:str|None=None  # 'cuda', 'mps' or 'cpu'; default: $KNOWLM_NB_DEVICE, else the best available
                )->str:
     "Return the device to train on: cuda > mps > cpu, unless `prefer` or $KNOWLM_NB_DEVICE says otherwise."
@@ -54,7 +54,7 @@ def pick_device(prefer:str|None=None  # 'cuda', 'mps' or 'cpu'; default: $KNOWLM
     if hasattr(torch.backends, 'mps') and torch.backends.mps.is_available(): return 'mps'
     return 'cpu'
 
-# %% ../nbs/00_core.ipynb #5045c959
+# %% ../nbs/00_core.ipynb #d11711b3
 def knowlm_home()->Path:
     "The cache directory: $KNOWLM_NB_HOME, else `knowlm_nb` under the user cache dir."
     p = os.environ.get('KNOWLM_NB_HOME')
@@ -62,7 +62,7 @@ def knowlm_home()->Path:
     base = os.environ.get('XDG_CACHE_HOME') or (Path.home()/'.cache')
     return Path(base)/'knowlm_nb'
 
-# %% ../nbs/00_core.ipynb #c4dce4e0
+# %% ../nbs/00_core.ipynb #f753a9f4
 @contextlib.contextmanager
 def file_lock(path:str|Path,  # the lock file (created if missing)
               timeout:float=3600  # seconds to wait before giving up
@@ -91,14 +91,14 @@ def file_lock(path:str|Path,  # the lock file (created if missing)
     finally:
         fh.close()
 
-# %% ../nbs/00_core.ipynb #1945d56b
+# %% ../nbs/00_core.ipynb #a4cd6797
 def stable_hash(obj, n:int=12  # number of hex digits to keep
                )->str:
     "A short hash of a JSON-serialisable `obj`, stable across runs and machines (keys sorted)."
     s = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(s.encode('utf-8')).hexdigest()[:n]
 
-# %% ../nbs/00_core.ipynb #0b75e40a
+# %% ../nbs/00_core.ipynb #63568b06
 @contextlib.contextmanager
 def atomic_dir(path:str|Path  # the directory to (re)create
               ):
@@ -117,7 +117,7 @@ def atomic_dir(path:str|Path  # the directory to (re)create
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
 
-# %% ../nbs/00_core.ipynb #54299a71
+# %% ../nbs/00_core.ipynb #f83ecb11
 def cached_build(kind:str,  # family of artefact, e.g. 'tokenizer' or 'tiny_lm'
                  key:dict,  # everything the artefact depends on; hashed into its directory name
                  build,  # `build(tmp_dir: Path)` writes the artefact into `tmp_dir`
@@ -137,7 +137,7 @@ def cached_build(kind:str,  # family of artefact, e.g. 'tokenizer' or 'tiny_lm'
             (tmp/'.complete').write_text(time.strftime('%Y-%m-%dT%H:%M:%S'))
     return final
 
-# %% ../nbs/00_core.ipynb #af923a19
+# %% ../nbs/00_core.ipynb #dfbad463
 def in_test()->bool:
     "True while `nbdev-test` (or pytest with IN_TEST set) runs this code."
     return os.environ.get('IN_TEST', '').strip().lower() not in ('', '0', 'false', 'no')
@@ -146,7 +146,7 @@ def in_colab()->bool:
     "True inside Google Colab."
     return 'google.colab' in sys.modules or 'COLAB_RELEASE_TAG' in os.environ
 
-# %% ../nbs/00_core.ipynb #1090ce4d
+# %% ../nbs/00_core.ipynb #3f6253a0
 class InputError(ValueError):
     "Bad input (an argument, a config field, a file or a record): commands print its message and exit 2."
     exit_code = 2
@@ -157,7 +157,7 @@ class ConfigError(InputError):
 class DataFormatError(InputError):
     "A record or file is not in the expected format; the message names the file, line and field."
 
-# %% ../nbs/00_core.ipynb #922fc66b
+# %% ../nbs/00_core.ipynb #51d923b3
 def exit_code(err:BaseException  # the exception a command raised
              )->int:
     "2 for bad input (`InputError`, a missing file, an exception with `exit_code = 2`), else 1."
@@ -165,7 +165,7 @@ def exit_code(err:BaseException  # the exception a command raised
     if isinstance(code, int): return code
     return 2 if isinstance(err, (FileNotFoundError, NotADirectoryError, IsADirectoryError)) else 1
 
-# %% ../nbs/00_core.ipynb #30b1c46e
+# %% ../nbs/00_core.ipynb #892e4224
 @contextlib.contextmanager
 def atomic_write(path:str|Path,  # the file to (re)write
                  mode:str='w',  # 'w' for text (utf-8) or 'wb' for bytes
@@ -184,7 +184,7 @@ def atomic_write(path:str|Path,  # the file to (re)write
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
-# %% ../nbs/00_core.ipynb #bf08b51a
+# %% ../nbs/00_core.ipynb #0d795ab1
 def write_json(path:str|Path,  # destination
                obj,  # any JSON-serialisable object
                indent:int|None=1  # pretty-printing indent (None: one line)
@@ -203,7 +203,7 @@ def read_json(path:str|Path  # a JSON file
     try: return json.loads(text)
     except json.JSONDecodeError as e: raise DataFormatError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
 
-# %% ../nbs/00_core.ipynb #054c7a84
+# %% ../nbs/00_core.ipynb #42be62b1
 def write_jsonl(path:str|Path,  # destination
                 records,  # an iterable of JSON-serialisable dicts
                )->int:
@@ -249,7 +249,7 @@ def read_jsonl(path:str|Path,  # a JSONL file
     "Read a whole JSONL file into a list (see `iter_jsonl` for the checks)."
     return list(iter_jsonl(path, required))
 
-# %% ../nbs/00_core.ipynb #f4822966
+# %% ../nbs/00_core.ipynb #df24b02c
 def iter_text_blocks(path:str|Path,  # a UTF-8 text file
                      on_error=None  # `on_error(message)` for a block that is not UTF-8, which is then skipped (default: raise)
                     ):
@@ -273,7 +273,7 @@ def iter_text_blocks(path:str|Path,  # a UTF-8 text file
                 if text is not None: yield text, len(raw)
             pos += len(line)
 
-# %% ../nbs/00_core.ipynb #cecafa66
+# %% ../nbs/00_core.ipynb #0b016f30
 class Report:
     "Collects Markdown sections, tables and matplotlib figures, and writes `report.md` with `figures/*.png`."
     def __init__(self, out:str|Path,  # output directory
@@ -323,7 +323,7 @@ class Report:
         write_json(self.out/'metrics.json', self.metrics)
         return self.out/'report.md'
 
-# %% ../nbs/00_core.ipynb #59d7bd46
+# %% ../nbs/00_core.ipynb #6e12a7f9
 CJK_FONTS = ['WenQuanYi Micro Hei', 'WenQuanYi Zen Hei', 'Noto Sans CJK SC', 'Noto Sans CJK JP', 'Source Han Sans SC',
              'SimHei', 'Microsoft YaHei', 'PingFang SC', 'Heiti SC', 'AR PL UMing CN']
 
@@ -345,7 +345,7 @@ def use_cjk_font()->str|None:
             return name
     return None
 
-# %% ../nbs/00_core.ipynb #5dded969
+# %% ../nbs/00_core.ipynb #04617629
 def _class_source(cls)->str:
     "The source of class `cls`: from its file, or from the notebook cell that defined it."
     try: return inspect.getsource(cls)
@@ -366,7 +366,7 @@ def config_field_help(cls  # a dataclass (its dataclass bases are read too)
             if m.group(1) in names: helps[m.group(1)] = m.group(2).strip()
     return helps
 
-# %% ../nbs/00_core.ipynb #65f22b0f
+# %% ../nbs/00_core.ipynb #5b6ef05f
 def merge_config(config,  # a config dataclass instance, or the class itself (its defaults)
                  overrides:dict|None=None,  # field name -> value
                  where:str='',  # where the overrides come from, for messages (a file name, 'command line')
@@ -384,7 +384,7 @@ def merge_config(config,  # a config dataclass instance, or the class itself (it
     except ConfigError: raise
     except (TypeError, ValueError) as e: raise ConfigError(f"{at}{cls.__name__}: {e}") from None
 
-# %% ../nbs/00_core.ipynb #1bf8f04b
+# %% ../nbs/00_core.ipynb #8c4045f7
 def read_config_file(path:str|Path  # a .json, .yaml or .yml file holding one mapping of field values
                     )->dict:
     "The field values in a JSON or YAML config file; anything else is a `DataFormatError` naming the file."
@@ -399,7 +399,7 @@ def read_config_file(path:str|Path  # a .json, .yaml or .yml file holding one ma
     if not isinstance(obj, dict): raise DataFormatError(f"{path}: expected a mapping of field names to values, got {type(obj).__name__}")
     return obj
 
-# %% ../nbs/00_core.ipynb #b99b3863
+# %% ../nbs/00_core.ipynb #4b7ad577
 def _scalar(s:str):
     "A number if `s` reads as one, else the string."
     for conv in (int, float):
@@ -429,10 +429,14 @@ def _flag_reader(tp, flag:str):
     read.__name__ = getattr(base, '__name__', 'value')
     return read
 
+def _inner_type(tp):
+    "`X` for an annotation `X` or `X|None` (the origin for generics like `list[str]`)."
+    args = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_origin(tp) in (typing.Union, types.UnionType) else [tp]
+    return (typing.get_origin(args[0]) or args[0]) if len(args) == 1 else None
+
 def _is_list(tp)->bool:
     "True for a `list`/`tuple` annotation (optional or not)."
-    args = [a for a in typing.get_args(tp) if a is not type(None)] if typing.get_origin(tp) in (typing.Union, types.UnionType) else [tp]
-    return len(args) == 1 and (typing.get_origin(args[0]) or args[0]) in (list, tuple)
+    return _inner_type(tp) in (list, tuple)
 
 class _ListAction(argparse.Action):
     "Values of a list flag: `--stages a b`, `--stages a,b` or a JSON list."
@@ -454,7 +458,7 @@ def config_parser(cls,  # the config dataclass
         flag, tp = '--' + f.name.replace('_', '-'), hints.get(f.name, str)
         default = f.default if f.default is not dataclasses.MISSING else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         h = f"{helps.get(f.name, '')} (default: {default})".strip().replace('%', '%%')
-        if tp is bool: p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=h)
+        if _inner_type(tp) is bool: p.add_argument(flag, action=argparse.BooleanOptionalAction, default=argparse.SUPPRESS, help=h)
         elif _is_list(tp): p.add_argument(flag, nargs='+', action=_ListAction, default=argparse.SUPPRESS, metavar=f.name.upper(), help=h)
         else: p.add_argument(flag, type=_flag_reader(tp, flag), default=argparse.SUPPRESS, metavar=f.name.upper(), help=h)
     p.add_argument('--local_rank', '--local-rank', type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # set by the deepspeed launcher
@@ -479,7 +483,7 @@ def parse_config(cls,  # the config dataclass
     except InputError as e: parser.error(str(e))
     return cfg, ns
 
-# %% ../nbs/00_core.ipynb #f349389f
+# %% ../nbs/00_core.ipynb #020235b7
 def run_command(prog:str,  # command name for messages
                 fn,  # the work: `fn()` returns None or an exit code
                )->int:
@@ -517,7 +521,7 @@ def config_command(cls,  # the stage's config dataclass
     cli.__doc__ = f"`{prog}`: {description}"
     return cli
 
-# %% ../nbs/00_core.ipynb #797c2a7f
+# %% ../nbs/00_core.ipynb #e3546d06
 @dataclasses.dataclass(frozen=True)
 class Stage:
     "One stage of knowlm_nb: its command and its pipeline step."
@@ -551,7 +555,7 @@ register_stage('chunk', 'knowlm_nb.chunking', 'split a corpus into sentence-alig
 register_stage('pretrain', 'knowlm_nb.pretrain', '(continued) pretraining with the HF Trainer, DeepSpeed ZeRO for scale-up', 'cli_pretrain', 'pipeline_pretrain')
 register_stage('rhyme', 'knowlm_nb.rhyme', 'score classical poems for 平仄, 平水韵 rhymes, 对仗 and length', 'cli_rhyme', 'pipeline_rhyme')
 
-# %% ../nbs/00_core.ipynb #7f5a6df9
+# %% ../nbs/00_core.ipynb #fa569b60
 def check_stages(names:list|None  # stage names asked for (None: all with a pipeline step)
                 )->list:
     "The registered pipeline stages among `names`, in pipeline order; an unknown name is an `InputError` listing the valid ones."
@@ -562,7 +566,7 @@ def check_stages(names:list|None  # stage names asked for (None: all with a pipe
     if not names: raise InputError(f"no stage given; valid stages: {', '.join(valid)}")
     return [n for n in valid if n in names]
 
-# %% ../nbs/00_core.ipynb #0689a4d2
+# %% ../nbs/00_core.ipynb #7328c22f
 @dataclasses.dataclass
 class PipelineConfig:
     "What `knowlm-nb pipeline` runs."
@@ -597,7 +601,7 @@ def _run_pipeline(cfg:PipelineConfig):
 
 cli_pipeline = config_command(PipelineConfig, _run_pipeline, 'knowlm-nb pipeline', 'run every stage end to end and write a report')
 
-# %% ../nbs/00_core.ipynb #eefde67f
+# %% ../nbs/00_core.ipynb #1fe96e6c
 def _strip_launcher_args(argv:list)->list:
     "Drop the `--local_rank N` the deepspeed launcher adds (the rank is in $LOCAL_RANK too)."
     flags = ('--local_rank', '--local-rank')
