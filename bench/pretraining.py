@@ -1,10 +1,16 @@
 """Pretraining benchmark: our Trainer path vs a minimal plain-PyTorch loop on the same tiny model and data, the tiny model's build
 time and its fact recall; on a GPU also tokens/s and MFU of a ~0.5B Qwen2-shaped model in bf16.
 
-Run: `python bench/pretraining.py [--steps 200] [--runs 3] [--skip-build | --cached-build]`. Prints a table; ratios are measured side by side in this run.
+Run: `python bench/pretraining.py [--steps 200] [--runs 3] [--skip-build | --cached-build]` (CPU figures, written to
+bench/results/pretraining.json) or `python bench/pretraining.py --gpu` (on a CUDA machine: the project's `pretrain()` on a
+0.5B Qwen2 shape with the GPU options off and on, beside a plain-loop floor, written to bench/results/pretraining_gpu.json).
+Prints a table; ratios are measured side by side in this run.
 """
-import argparse, math, os, platform, statistics, sys, tempfile, time
+import argparse, json, math, os, platform, statistics, sys, tempfile, time
 from pathlib import Path
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent/'results'
 
 def plain_loop(model, data, collator, steps, batch_size, lr, seed, bf16=False):
     "The floor: shuffled batches, AdamW, cosine schedule, clipping (bf16 autocast when the recipe uses it). Returns (seconds, tokens)."
@@ -35,29 +41,164 @@ BATCHING = {'padded, random order': dict(packing=False, group_by_length=False),
             'padded, grouped by length': dict(packing=False, group_by_length=True),
             'packed, random order': dict(packing=True, group_by_length=False)}
 
-def gpu_mfu(steps=20, seq=2048, batch=8):
+# ---------------------------------------------------------------- GPU: the project's path at 0.5B scale
+QWEN05 = dict(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
+              num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True)
+PEAK_BF16 = {'H100': 989e12, 'H200': 989e12, 'A100': 312e12}  # dense bf16 tensor-core peak, FLOP/s
+
+SMOKE = dict(vocab_size=4096, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+             num_key_value_heads=2, max_position_embeddings=4096, tie_word_embeddings=True)  # --smoke: the same script on a CPU, tiny
+
+def flops_per_token(n_params:int, doc_lengths, shape:dict=QWEN05):
+    "Training FLOPs per real token: 6N for the weights + 12*L*H*d for attention over a token's own document of length d (token-weighted)."
+    d = np.asarray(doc_lengths, dtype=np.float64)
+    return 6*n_params + 12*shape['num_hidden_layers']*shape['hidden_size']*float((d*d).sum()/d.sum())
+
+def gpu_setup(work:Path, n_docs:int, seq:int, seed:int=0, shape:dict=QWEN05):
+    "A random-init Qwen2-0.5B-shaped model and the world tokenizer saved as a local model dir; documents of 64..seq tokens in a chunk index."
     import torch
     from transformers import Qwen2Config, AutoModelForCausalLM
-    cfg = Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-                      num_key_value_heads=2, max_position_embeddings=seq, tie_word_embeddings=True)
-    m = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16, attn_implementation='sdpa').cuda()
-    n = sum(p.numel() for p in m.parameters())
-    opt = torch.optim.AdamW(m.parameters(), lr=1e-4, fused=True)
-    x = torch.randint(0, cfg.vocab_size, (batch, seq), device='cuda')
-    for i in range(steps + 3):
-        if i == 3: torch.cuda.synchronize(); t0 = time.perf_counter()
-        loss = m(input_ids=x, labels=x).loss; loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
-    torch.cuda.synchronize(); dt = time.perf_counter() - t0
-    tps = steps*batch*seq/dt
-    flops_per_token = 6*n + 12*cfg.num_hidden_layers*cfg.hidden_size*seq  # params + attention
-    peak = {'H100': 989e12, 'H200': 989e12, 'A100': 312e12}.get(next((k for k in ('H100', 'H200', 'A100') if k in torch.cuda.get_device_name()), ''), None)
-    return n, tps, (tps*flops_per_token/peak if peak else float('nan')), torch.cuda.get_device_name()
+    from knowlm_nb.models import world_tokenizer
+    from knowlm_nb.world import make_world, pretrain_documents
+    from knowlm_nb.chunking import IndexedDatasetWriter
+    tok = world_tokenizer()
+    model = AutoModelForCausalLM.from_config(Qwen2Config(**shape, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                                                         pad_token_id=tok.pad_token_id), dtype=torch.bfloat16)
+    model.save_pretrained(work/'qwen05')
+    tok.save_pretrained(work/'qwen05')
+    stream = np.concatenate([np.asarray(x, dtype=np.int64) for x in tok([d['text'] for d in pretrain_documents(make_world(), repeats=2)])['input_ids']])
+    rng = np.random.default_rng(seed)
+    lens = rng.integers(64, seq + 1, size=n_docs)
+    with IndexedDatasetWriter(work/'docs', vocab_size=len(tok)) as w:
+        o = 0
+        for n in lens:
+            if o + n > len(stream): o = 0
+            w.add(stream[o:o + n])
+            o += n
+    return sum(p.numel() for p in model.parameters()), lens
+
+def gpu_pretrain_run(work:Path, name:str, steps:int, device:str='cuda', **kw):
+    "One `pretrain()` run on the GPU; returns its run record."
+    from knowlm_nb.pretrain import pretrain, PretrainConfig
+    from knowlm_nb.core import read_json
+    out = work/'runs'/name
+    cfg = PretrainConfig(model=str(work/'qwen05'), data=str(work/'docs'), out=str(out), max_len=2048, max_steps=steps, lr=3e-4,
+                         warmup_steps=0, logging_steps=1, seed=0, device=device, group_by_length=False, **kw)
+    r = pretrain(cfg)
+    rec = read_json(out/'run.json')
+    rec['losses'] = [h['loss'] for h in r.log_history if 'loss' in h]
+    import torch
+    if device == 'cuda':
+        rec['peak_memory_gib'] = round(torch.cuda.max_memory_allocated() / 2**30, 1)
+        del r
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+    import shutil
+    shutil.rmtree(out, ignore_errors=True)
+    return rec
+
+def gpu_plain_floor(work:Path, steps:int, batch:int, seed:int=0):
+    "The floor outside the Trainer: pure bf16, Liger kernels, packed rows under FlexAttention, fused AdamW."
+    import torch
+    from transformers import AutoModelForCausalLM
+    from liger_kernel.transformers import apply_liger_kernel_to_qwen2
+    from knowlm_nb.pretrain import PackedCollator, load_pretraining_data
+    apply_liger_kernel_to_qwen2()
+    m = AutoModelForCausalLM.from_pretrained(work/'qwen05', dtype=torch.bfloat16, attn_implementation='flex_attention').cuda().train()
+    m.config.use_cache = False
+    data = load_pretraining_data(str(work/'docs'))
+    col = PackedCollator(0, 2048, row_multiple=2)
+    opt = torch.optim.AdamW(m.parameters(), lr=3e-4, fused=True)
+    g = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(data), generator=g).tolist()
+    marks, tokens, i = [], 0, 0
+    for step in range(steps):
+        if i + batch > len(order): i = 0
+        samples = [data[j] for j in order[i:i + batch]]
+        i += batch
+        b = {k: v.cuda(non_blocking=True) for k, v in col(samples).items()}
+        loss = m(**b).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        tokens += sum(min(len(s['input_ids']), 2048) for s in samples)
+        torch.cuda.synchronize()
+        marks.append((time.perf_counter(), tokens))
+    from knowlm_nb.training import steady_throughput
+    del m, opt
+    torch.cuda.empty_cache()
+    return steady_throughput(marks)
+
+def gpu_bench(steps:int=30, compare_steps:int=20, out_json:str|None=None, smoke:bool=False):
+    "The project's pretrain() on a 0.5B Qwen2 shape at sequence 2048, options off and on, beside a plain-loop floor; MFU on real tokens."
+    import torch
+    work = Path(tempfile.mkdtemp())
+    shape, device = (SMOKE, 'cpu') if smoke else (QWEN05, 'cuda')
+    name = 'cpu (smoke test)' if smoke else torch.cuda.get_device_name()
+    peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
+    n, lens = gpu_setup(work, n_docs=300 if smoke else 6000, seq=2048, shape=shape)
+    fpt = flops_per_token(n, lens, shape)
+    import transformers
+    res = {'device': name, 'torch': torch.__version__, 'transformers': transformers.__version__, 'parameters': n, 'seq': 2048,
+           'flops_per_token': fpt, 'peak_flops': peak, 'doc_lengths': '64..2048 tokens, uniform', 'command': 'python bench/pretraining.py ' + ' '.join(sys.argv[1:]),
+           'mfu_rule': 'steady real tokens/s (steps after the first fifth) x (6N + 12*L*H*E[d^2]/E[d]) / peak bf16 FLOP/s', 'runs': {}}
+    def save():
+        path = Path(out_json or RESULTS/'pretraining_gpu.json')
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(res, indent=1) + '\n')
+    def mfu(tps): return None if (tps is None or peak is None) else tps * fpt / peak
+    runs = {  # name: (steps, pretrain fields); the defaults (liger=None, attn_implementation=None) are the project's GPU defaults
+        'loss check: unoptimised (padded, sdpa, no Liger, bf16 mixed), 8 docs/step': (compare_steps, dict(packing=False, liger=False, attn_implementation='sdpa', precision='bf16', batch_size=8)),
+        'loss check: defaults (packed, flex, Liger, bf16 mixed), 8 docs/step': (compare_steps, dict(packing=True, precision='bf16', batch_size=8)),
+        'unoptimised: padded, sdpa, no Liger, bf16 mixed, 8 docs/step': (steps, dict(packing=False, liger=False, attn_implementation='sdpa', precision='bf16', batch_size=8)),
+        'packed, sdpa, Liger, bf16 mixed, 32 docs/step': (steps, dict(packing=True, attn_implementation='sdpa', precision='bf16', batch_size=32)),
+        'defaults: packed, flex, Liger, bf16 mixed, 32 docs/step': (steps, dict(packing=True, precision='bf16', batch_size=32)),
+        'packed, flex, Liger, pure bf16 + fused AdamW, 32 docs/step': (steps, dict(packing=True, precision='bf16-pure', batch_size=32)),
+        'packed, flex, Liger, pure bf16 + fused AdamW, 48 docs/step': (steps, dict(packing=True, precision='bf16-pure', batch_size=48)),
+    }
+    if smoke: runs = {k: (3, {**kw, 'liger': False, 'attn_implementation': 'sdpa', 'precision': 'fp32'}) for k, (_, kw) in list(runs.items())[:3]}
+    for label, (k, kw) in runs.items():
+        t0 = time.perf_counter()
+        try:
+            rec = gpu_pretrain_run(work, f"run{len(res['runs'])}", k, device, **kw)
+            tps = rec.get('steady_tokens_per_second')
+            res['runs'][label] = {'options': kw, 'steps': k, 'steady_tokens_per_second': tps, 'mfu': mfu(tps), 'micro_batch': rec['micro_batch'],
+                                  'gpu_options': rec['gpu_options'], 'peak_memory_gib': rec.get('peak_memory_gib'), 'losses': rec['losses'],
+                                  'wall_seconds': round(time.perf_counter() - t0, 1)}
+        except Exception as e:
+            res['runs'][label] = {'options': kw, 'error': f"{type(e).__name__}: {str(e)[:400]}"}
+        print(label, {k_: v for k_, v in res['runs'][label].items() if k_ != 'losses'}, flush=True)
+        save()
+    if not smoke:
+        try:
+            tps = gpu_plain_floor(work, steps, 32)
+            res['runs']['plain loop floor: packed, flex, Liger, pure bf16, fused AdamW, 32 docs/step'] = {'steady_tokens_per_second': tps, 'mfu': mfu(tps)}
+        except Exception as e:
+            res['runs']['plain loop floor'] = {'error': f"{type(e).__name__}: {str(e)[:400]}"}
+    a = res['runs'].get('loss check: unoptimised (padded, sdpa, no Liger, bf16 mixed), 8 docs/step', {}).get('losses')
+    b = res['runs'].get('loss check: defaults (packed, flex, Liger, bf16 mixed), 8 docs/step', {}).get('losses')
+    if a and b: res['loss_check'] = {'max_abs_diff_first_steps': max(abs(x - y) for x, y in zip(a, b)), 'unoptimised': a, 'optimised': b}
+    save()
+    return res
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--steps', type=int, default=200); p.add_argument('--runs', type=int, default=3); p.add_argument('--skip-build', action='store_true')
     p.add_argument('--cached-build', action='store_true', help="report the cached tiny_lm's build record instead of building it afresh")
+    p.add_argument('--gpu', action='store_true', help='only the GPU measurement (needs CUDA and liger-kernel)')
+    p.add_argument('--gpu-steps', type=int, default=30, help='steps of each GPU throughput run')
+    p.add_argument('--smoke', action='store_true', help='with --gpu: run the GPU script on the CPU with a tiny model (checks the script, measures nothing)')
+    p.add_argument('--out-json', help='where to write the figures (default: bench/results/pretraining[_gpu].json)')
     a = p.parse_args()
+    if a.gpu:
+        res = gpu_bench(a.gpu_steps, out_json=a.out_json or (tempfile.mkdtemp() + '/smoke.json' if a.smoke else None), smoke=a.smoke)
+        print(f"\n{res['device']}, {res['parameters']/1e6:.0f}M params, seq 2048, MFU on real tokens (peak {res['peak_flops'] or 0:.3g} FLOP/s)")
+        for k, v in res['runs'].items():
+            if 'error' in v: print(f"{k:<80} error: {v['error'][:120]}")
+            else: print(f"{k:<80} {v['steady_tokens_per_second'] or 0:>10,.0f} tok/s  MFU {v['mfu'] or float('nan'):.3f}")
+        if 'loss_check' in res: print(f"loss check, largest difference over the first steps: {res['loss_check']['max_abs_diff_first_steps']:.4f}")
+        return
     if a.runs < 3: p.error('--runs must be at least 3 (medians of fewer are not reported)')
     import torch
     from knowlm_nb.pretrain import load_pretraining_data, CausalLMCollator, PackedCollator, TINY_LM_RECIPE, tiny_lm_path, fact_recall, tiny_lm
@@ -105,11 +246,18 @@ def main():
         print(f"{'tiny_lm steps / tokens':<58} {str(b['steps']) + ' / ' + format(b['tokens'], ','):>12}")
         for k in ('en', 'zh', 'all'): print(f"{'fact recall, training templates, ' + k:<58} {tr[k]:>12.3f}")
         for k in ('en', 'zh', 'all'): print(f"{'fact recall, held-out templates, ' + k:<58} {ho[k]:>12.3f}")
-    if torch.cuda.is_available():
-        n, tps_gpu, mfu, name = gpu_mfu()
-        print(f"{'GPU ' + name + ': Qwen2-shaped ' + format(n/1e6, '.0f') + 'M bf16, tokens/s':<58} {tps_gpu:>12,.0f}")
-        print(f"{'GPU MFU (target >= 0.40 on an H100)':<58} {mfu:>12.3f}")
-    else:
-        print(f"{'GPU tokens/s and MFU':<58} {'no GPU here':>12}")
+    figures = {'machine': f"python {platform.python_version()}, torch {torch.__version__}, {os.cpu_count()} CPUs",
+               'load_average_at_end': list(os.getloadavg()), 'command': 'python bench/pretraining.py ' + ' '.join(sys.argv[1:]),
+               'steps': a.steps, 'runs': a.runs, 'plain_tokens_per_s': round(tps['plain']), 'trainer_tokens_per_s': round(tps['trainer']),
+               'ratio_plain_over_trainer': round(tps['plain']/tps['trainer'], 3),
+               'batching_real_tokens_per_s': {k: round(v) for k, v in tps_b.items()}}
+    if not a.skip_build:
+        figures['tiny_lm'] = {'first_build_seconds': None if home is None else round(first, 1), 'build_record_seconds': b.get('build_seconds', b['seconds']),
+                              'cached_load_seconds': round(load, 2), 'steps': b['steps'], 'tokens': b['tokens'],
+                              'recall_train': {k: round(v, 3) for k, v in tr.items()}, 'recall_heldout': {k: round(v, 3) for k, v in ho.items()}}
+    path = Path(a.out_json or RESULTS/'pretraining.json')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=1) + '\n')
+    print(f"figures written to {path}")
 
 if __name__ == '__main__': main()

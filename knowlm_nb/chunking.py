@@ -6,11 +6,13 @@ Docs: https://knowlm-nb.github.io/knowlm_nb/chunking.html.md"""
 
 # %% auto #0
 __all__ = ['sentence_bounds', 'split_sentences', 'ChunkTokenizer', 'as_tokenizer', 'token_bounds', 'OverlongSentenceError',
-           'pack_sentences', 'min_chunks_bruteforce', 'ChunkConfig', 'chunk_texts', 'chunk_document',
-           'IndexFormatError', 'index_dtype', 'IndexedDatasetWriter', 'IndexedDataset', 'write_knowlm_legacy',
-           'read_knowlm_dis', 'read_knowlm_legacy', 'merge_indexed', 'mixture_indices', 'iter_documents',
-           'chunk_corpus', 'format_summary', 'world_articles', 'compare_modes', 'plot_chunk_lengths', 'cli_chunk',
-           'pipeline_chunking', 'render_chunks', 'chunk_demo']
+           'pack_sentences', 'min_chunks_bruteforce', 'ChunkConfig', 'check_special_tokens', 'chunk_texts',
+           'chunk_document', 'IndexFormatError', 'ForeignIndexError', 'index_dtype', 'IndexedDatasetWriter',
+           'IndexedDataset', 'write_knowlm_legacy', 'read_knowlm_dis', 'read_knowlm_legacy', 'open_index',
+           'merge_indexed', 'mixture_indices', 'reading_counts', 'read_txt_file', 'read_txt_blocks',
+           'read_jsonl_documents', 'iter_documents', 'check_corpus_inputs', 'chunk_batches_serial',
+           'chunk_batches_parallel', 'corpus_summary', 'format_summary', 'chunk_corpus', 'world_articles',
+           'compare_modes', 'plot_chunk_lengths', 'cli_chunk', 'pipeline_chunking', 'render_chunks', 'chunk_demo']
 
 # %% ../nbs/03_chunking.ipynb #c6d8041a
 import os, re, sys, json, math, time, pickle, shutil, struct, bisect, tempfile, argparse, itertools, contextlib
@@ -164,7 +166,9 @@ def _knowlm_pieces(lengths, max_len, zh):
     for i, n in enumerate(lengths):
         if n <= max_len: out.append(n)
         elif zh is not None and zh[i]:
-            m = _knowlm_blocks(n, max_len); q, r = divmod(n, m); out += [q + 1]*r + [q]*(m - r)
+            m = _knowlm_blocks(n, max_len)
+            q, r = divmod(n, m)
+            out += [q + 1]*r + [q]*(m - r)
         else: out += [max_len]*(n // max_len) + ([n % max_len] if n % max_len else [])
     return out
 
@@ -175,10 +179,13 @@ def _greedy(bounds, n, max_len):
     spans, ends = [], bounds[1:] + [n]
     while p < n:
         lim = p + max_len
-        if lim >= n: spans.append((p, n)); break
+        if lim >= n:
+            spans.append((p, n))
+            break
         j = bisect.bisect_right(bounds, lim) - 1  # the sentence holding position lim
         c = lim if (bounds[j] == lim or ends[j] - bounds[j] > max_len) else bounds[j]  # inside an over-long sentence any cut is allowed
-        spans.append((p, c)); p = c
+        spans.append((p, c))
+        p = c
     return spans
 
 def pack_sentences(lengths:list,  # token count of each sentence of one document, in order
@@ -190,7 +197,8 @@ def pack_sentences(lengths:list,  # token count of each sentence of one document
     "Chunk spans `(start, end)` over the document's token positions."
     if not isinstance(max_len, int) or max_len < 1: raise ValueError(f"max_len must be a positive int, got {max_len!r}")
     if any(n < 0 for n in lengths): raise ValueError("sentence lengths must be >= 0")
-    starts = list(itertools.accumulate(lengths, initial=0)); total = starts.pop()
+    starts = list(itertools.accumulate(lengths, initial=0))
+    total = starts.pop()
     if total == 0: return []
     if mode == 'knowlm': return _pack_knowlm(_knowlm_pieces(lengths, max_len, zh), max_len)
     if mode != 'greedy': raise ValueError(f"mode must be 'greedy' or 'knowlm', got {mode!r}")
@@ -203,7 +211,9 @@ def pack_sentences(lengths:list,  # token count of each sentence of one document
         spans, run = [], []
         for i, n in enumerate(lengths):
             if n > max_len or n == 0:
-                if n > max_len and run: spans += _greedy(run, starts[i], max_len); run = []
+                if n > max_len and run:
+                    spans += _greedy(run, starts[i], max_len)
+                    run = []
                 continue
             run.append(starts[i])
         if run: spans += _greedy(run, total, max_len)
@@ -214,7 +224,9 @@ def _union(spans):
     "Number of positions covered by `spans` (sorted by start)."
     u, hi = 0, 0
     for a, b in spans:
-        if b > hi: u += b - max(a, hi); hi = b
+        if b > hi:
+            u += b - max(a, hi)
+            hi = b
     return u
 
 def _pack_knowlm(pieces, max_len):
@@ -222,10 +234,15 @@ def _pack_knowlm(pieces, max_len):
     spans, i, prev, k = [], 0, 0, len(pieces)
     while i < k:
         j, tot = i, 0
-        while j < k and tot + pieces[j] <= max_len: tot += pieces[j]; j += 1  # grow forward while it fits
+        while j < k and tot + pieces[j] <= max_len:  # grow forward while it fits
+            tot += pieces[j]
+            j += 1
         s = i
-        while s > prev and tot + pieces[s - 1] <= max_len: s -= 1; tot += pieces[s]  # then backward into the previous chunk
-        spans.append((starts[s], starts[j])); prev, i = i, j
+        while s > prev and tot + pieces[s - 1] <= max_len:  # then backward into the previous chunk
+            s -= 1
+            tot += pieces[s]
+        spans.append((starts[s], starts[j]))
+        prev, i = i, j
     return spans
 
 # %% ../nbs/03_chunking.ipynb #427a05c6
@@ -233,11 +250,13 @@ def min_chunks_bruteforce(lengths:list,  # token count of each sentence
                           max_len:int  # the window
                          )->int:
     "The fewest chunks covering the document when cuts may fall at sentence boundaries or inside over-long sentences (O(n·max_len) DP)."
-    starts = list(itertools.accumulate(lengths, initial=0)); n = starts[-1]
+    starts = list(itertools.accumulate(lengths, initial=0))
+    n = starts[-1]
     allowed = set(starts)
     for s, L in zip(starts, lengths):
         if L > max_len: allowed.update(range(s, s + L))
-    best = [math.inf]*(n + 1); best[n] = 0
+    best = [math.inf]*(n + 1)
+    best[n] = 0
     for p in range(n - 1, -1, -1):
         if p in allowed: best[p] = 1 + min(best[q] for q in range(p + 1, min(n, p + max_len) + 1) if q in allowed or q == n)
     return best[0] if n else 0
@@ -271,6 +290,14 @@ class ChunkConfig:
         "The effective minimum chunk length."
         return self.min_len if self.min_len is not None else (21 if self.mode == 'knowlm' else 1)
 
+# %% ../nbs/03_chunking.ipynb #e9f408b8
+def check_special_tokens(tk:ChunkTokenizer,  # the tokenizer
+                         config:ChunkConfig  # asks for BOS and EOS, or not
+                        ):
+    "Raise a `ValueError` when `config` asks for a BOS or EOS token that the tokenizer lacks."
+    if config.bos and tk.bos_id is None: raise ValueError(f"tokenizer {tk.name!r} has no BOS token: set bos=False (--no-bos)")
+    if config.eos and tk.eos_id is None: raise ValueError(f"tokenizer {tk.name!r} has no EOS token: set eos=False (--no-eos)")
+
 # %% ../nbs/03_chunking.ipynb #098d1285
 _STAT_KEYS = ('documents', 'sentences', 'overlong_sentences', 'chunks', 'tokens', 'doc_tokens',
               'dropped_chunks', 'dropped_tokens', 'duplicated_tokens')
@@ -300,7 +327,9 @@ def _knowlm_stream(text, enc, lens, tk, cfg):
     for k, L in enumerate(lens):
         a, b = starts[k], starts[k + 1]
         sent = text[char_at(a):char_at(b)]
-        if L <= L_max: out.append(full[a:b]); continue
+        if L <= L_max:
+            out.append(full[a:b])
+            continue
         if _HAS_CJK.search(sent):
             per = -(-len(sent) // _knowlm_blocks(L, L_max))
             toks = [tk.encode(sent[i:i + per]) for i in range(0, len(sent), per)]
@@ -315,7 +344,8 @@ def _greedy_spans(enc, cb, nb, n, max_len):
     c2t, S, memo = enc.char_to_token, len(cb), {0: 0}
     def start(k):  # stream position where sentence k starts (the rule of `token_bounds`)
         if k not in memo:
-            c = cb[k]; t = c2t(c)
+            c = cb[k]
+            t = c2t(c)
             if t is None: raise LookupError(c)
             if t > 0 and c2t(c - 1) == t: t += 1
             memo[k] = t + nb if t > 0 else 0  # a sentence inside the first token belongs to the first sentence
@@ -331,7 +361,8 @@ def _greedy_spans(enc, cb, nb, n, max_len):
             s, e = start(lo), (start(lo + 1) if lo + 1 < S else n)
             if e - s > max_len: long.add(s)
             c = lim if (s == lim or e - s > max_len) else s  # inside an over-long sentence any cut is allowed
-            spans.append((p, c)); p = c
+            spans.append((p, c))
+            p = c
     except LookupError: return None  # offsets do not cover every character: the caller takes the full path
     return spans + [(p, n)], len(long)
 
@@ -358,8 +389,7 @@ def chunk_texts(texts:list,  # documents (non-empty strings)
                )->tuple:
     "Chunk a batch of documents: `(tokens, lengths, doc_of_chunk, stats)` with all chunks' tokens in one flat array."
     tk, cfg = as_tokenizer(tokenizer), config
-    if cfg.bos and tk.bos_id is None: raise ValueError(f"tokenizer {tk.name!r} has no BOS token: set bos=False (--no-bos)")
-    if cfg.eos and tk.eos_id is None: raise ValueError(f"tokenizer {tk.name!r} has no EOS token: set eos=False (--no-eos)")
+    check_special_tokens(tk, cfg)
     bos, eos, mn = ([tk.bos_id] if cfg.bos else []), ([tk.eos_id] if cfg.eos else []), cfg.min_tokens
     encs = encodings if encodings is not None else tk.backend.encode_batch(texts, add_special_tokens=False)
     st = dict.fromkeys(_STAT_KEYS, 0)
@@ -368,15 +398,22 @@ def chunk_texts(texts:list,  # documents (non-empty strings)
         cb = sentence_bounds(text, cfg.lang)
         spans, n_long, stream = _spans(text, enc, cb, tk, cfg)
         full = bos + enc.ids + eos if stream is None else stream  # (knowlm mode re-encodes over-long Chinese sentences)
-        st['documents'] += 1; st['sentences'] += len(cb); st['doc_tokens'] += len(full); st['overlong_sentences'] += n_long
+        st['documents'] += 1
+        st['sentences'] += len(cb)
+        st['doc_tokens'] += len(full)
+        st['overlong_sentences'] += n_long
         kept = [(a, b) for a, b in spans if b - a >= mn]
         if len(kept) < len(spans): st['dropped_chunks'] += len(spans) - len(kept)
-        u = _union(kept); n_out = sum(b - a for a, b in kept)
-        st['dropped_tokens'] += len(full) - u; st['duplicated_tokens'] += n_out - u
-        st['chunks'] += len(kept); st['tokens'] += n_out
+        u = _union(kept)
+        n_out = sum(b - a for a, b in kept)
+        st['dropped_tokens'] += len(full) - u
+        st['duplicated_tokens'] += n_out - u
+        st['chunks'] += len(kept)
+        st['tokens'] += n_out
         if len(kept) == 1 and kept[0] == (0, len(full)): pieces.append(full)
         else: pieces += [full[a:b] for a, b in kept]
-        lengths += [b - a for a, b in kept]; doc_of += [k]*len(kept)
+        lengths += [b - a for a, b in kept]
+        doc_of += [k]*len(kept)
     tokens = np.fromiter(itertools.chain.from_iterable(pieces), dtype=dtype, count=st['tokens'])
     return tokens, np.array(lengths, dtype=np.int64), np.array(doc_of, dtype=np.int64), st
 
@@ -396,6 +433,9 @@ _BLOCK = 1 << 20  # entries per block when streaming the index
 
 class IndexFormatError(DataFormatError):
     "An index pair is truncated, inconsistent or not in the expected layout; the message names the file and what was expected."
+
+class ForeignIndexError(IndexFormatError):
+    "The `.idx` has no knowlm_nb header (too short for one, or another magic): perhaps KnowLM's headerless layout."
 
 def index_dtype(vocab_size:int  # number of token ids
                ):
@@ -421,20 +461,24 @@ class IndexedDatasetWriter:
                 ):
         self.prefix, self.vocab_size, self.dtype = _prefix(prefix), int(vocab_size), index_dtype(vocab_size)
         self.prefix.parent.mkdir(parents=True, exist_ok=True)
-        self.sources = list(sources or []); self._src = {n: i for i, n in enumerate(self.sources)}
-        self.count = self.n_tokens = 0; self.closed = False
+        self.sources = list(sources or [])
+        self._src = {n: i for i, n in enumerate(self.sources)}
+        self.count = self.n_tokens = 0
+        self.closed = False
         self._files = [_tmp(self.prefix, w) for w in ('bin', 'len', 'src')]
 
     def source_id(self, name:str)->int:
         "The tag of source `name` (registered on first use)."
         if name not in self._src:
             if len(self.sources) >= 2**16: raise ValueError("at most 65,536 distinct sources")
-            self._src[name] = len(self.sources); self.sources.append(str(name))
+            self._src[name] = len(self.sources)
+            self.sources.append(str(name))
         return self._src[name]
 
     def add(self, ids, source=0):
         "Append one sample (a sequence of token ids) with a source tag (int) or name (str)."
-        ids = np.asarray(ids); self.add_batch(ids, [len(ids)], source)
+        ids = np.asarray(ids)
+        self.add_batch(ids, [len(ids)], source)
 
     def add_batch(self, tokens,  # all samples' ids back to back
                   lengths,  # length of each sample
@@ -456,38 +500,49 @@ class IndexedDatasetWriter:
         self._files[0][0].write(tokens.astype(self.dtype, copy=False).tobytes())
         self._files[1][0].write(lengths.astype(np.uint32).tobytes())
         self._files[2][0].write(tags.astype(np.uint16).tobytes())
-        self.count += len(lengths); self.n_tokens += len(tokens)
+        self.count += len(lengths)
+        self.n_tokens += len(tokens)
 
     def close(self)->Path:
         "Write the `.idx`, then move both files into place; return the prefix."
         if self.closed: return self.prefix
         if not self.sources: self.source_id('default')
-        for f, _ in self._files: f.flush(); os.fsync(f.fileno()); f.close()
+        for f, _ in self._files:
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
         try:
             meta = json.dumps({'sources': self.sources, 'vocab_size': self.vocab_size}, ensure_ascii=False).encode()
             head = _HEAD.pack(_MAGIC, _VERSION, self.dtype.itemsize, self.count, self.n_tokens, len(meta)) + meta
             head += b'\0' * (-len(head) % 8)
-            f, idx_tmp = _tmp(self.prefix, 'idx'); self._files.append((f, idx_tmp))
+            f, idx_tmp = _tmp(self.prefix, 'idx')
+            self._files.append((f, idx_tmp))
             with f:
                 f.write(head)
                 lens = np.memmap(self._files[1][1], np.uint32, 'r') if self.count else np.zeros(0, np.uint32)
                 carry = 0
                 for i in range(0, self.count, _BLOCK):  # starts = exclusive cumulative sum of lengths, block by block
-                    b = lens[i:i + _BLOCK].astype(np.uint64); s = np.cumsum(b); f.write((s - b + np.uint64(carry)).tobytes()); carry += int(s[-1])
+                    b = lens[i:i + _BLOCK].astype(np.uint64)
+                    s = np.cumsum(b)
+                    f.write((s - b + np.uint64(carry)).tobytes())
+                    carry += int(s[-1])
                 for i in range(0, self.count, _BLOCK): f.write(np.asarray(lens[i:i + _BLOCK]).tobytes())
                 del lens
                 with open(self._files[2][1], 'rb') as g: shutil.copyfileobj(g, f, 1 << 22)
-                f.flush(); os.fsync(f.fileno())
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(self._files[0][1], self.prefix.with_name(self.prefix.name + '.bin'))
             os.replace(idx_tmp, self.prefix.with_name(self.prefix.name + '.idx'))
         finally:
-            self.closed = True; self._cleanup()
+            self.closed = True
+            self._cleanup()
         return self.prefix
 
     def abort(self):
         "Throw away everything written so far."
         for f, _ in self._files: f.close()
-        self.closed = True; self._cleanup()
+        self.closed = True
+        self._cleanup()
 
     def _cleanup(self):
         for _, name in self._files:
@@ -504,21 +559,25 @@ class IndexedDataset:
     def __init__(self, prefix:str|Path,  # path without extension (or with .idx/.bin)
                  verify:bool=True  # check that the samples tile the .bin exactly (reads the whole .idx once)
                 ):
-        p = _prefix(prefix); idx, bin_ = self._paths(p)
+        p = _prefix(prefix)
+        idx, bin_ = self._paths(p)
         size = idx.stat().st_size
         with open(idx, 'rb') as f: head = f.read(_HEAD.size)
         if len(head) < _HEAD.size:
-            raise IndexFormatError(f"{idx}: {size} bytes, too short for the {_HEAD.size}-byte header (truncated, or KnowLM's headerless layout: use read_knowlm_legacy)")
+            raise ForeignIndexError(f"{idx}: {size} bytes, too short for the {_HEAD.size}-byte header (truncated, or KnowLM's headerless layout: use read_knowlm_legacy)")
         magic, version, itemsize, count, n_tokens, meta_len = _HEAD.unpack(head)
         if magic != _MAGIC:
-            raise IndexFormatError(f"{idx}: starts with {magic!r}, expected the magic {_MAGIC!r} (not a knowlm_nb index; for KnowLM's headerless layout use read_knowlm_legacy)")
+            raise ForeignIndexError(f"{idx}: starts with {magic!r}, expected the magic {_MAGIC!r} (not a knowlm_nb index; for KnowLM's headerless layout use read_knowlm_legacy)")
         if version != _VERSION: raise IndexFormatError(f"{idx}: format version {version}, this reader knows version {_VERSION}")
         if itemsize not in (2, 4): raise IndexFormatError(f"{idx}: {itemsize} bytes per token id, expected 2 or 4")
-        off = _HEAD.size + meta_len; off += -off % 8
+        off = _HEAD.size + meta_len
+        off += -off % 8
         want = off + count*(8 + 4 + 2)
         if size != want:
             raise IndexFormatError(f"{idx}: {size} bytes, expected {want} for {count} samples (truncated or corrupted)")
-        with open(idx, 'rb') as f: f.seek(_HEAD.size); meta = f.read(meta_len)
+        with open(idx, 'rb') as f:
+            f.seek(_HEAD.size)
+            meta = f.read(meta_len)
         try: meta = json.loads(meta.decode('utf-8'))
         except (UnicodeDecodeError, json.JSONDecodeError) as e: raise IndexFormatError(f"{idx}: metadata at byte {_HEAD.size} is not JSON ({e})") from None
         dtype = np.dtype(np.uint16 if itemsize == 2 else np.uint32)
@@ -555,7 +614,9 @@ class IndexedDataset:
             if self.kind == 'knowlm_nb':
                 nxt = np.append(s[1:], self._starts[i + _BLOCK] if i + _BLOCK < n else self.n_tokens)
                 bad = np.flatnonzero(e != nxt)
-                if len(bad): j = i + int(bad[0]); raise IndexFormatError(f"{idx}: sample {j} ends at token {int(e[bad[0]])} but the next starts at {int(nxt[bad[0]])} (corrupted index)")
+                if len(bad):
+                    j = i + int(bad[0])
+                    raise IndexFormatError(f"{idx}: sample {j} ends at token {int(e[bad[0]])} but the next starts at {int(nxt[bad[0]])} (corrupted index)")
             bad = np.flatnonzero(e > self.n_tokens)
             if len(bad):
                 j = i + int(bad[0])
@@ -626,17 +687,22 @@ def write_knowlm_legacy(prefix:str|Path,  # output path without extension
                         counts:list|None=None  # samples per source type, in order, for the `.dis` file (None: one type)
                        )->Path:
     "Write samples in KnowLM's headerless layout (uint16 `.bin`; `.idx` = uint64 starts then uint16 lengths; `.dis`), atomically."
-    p = _prefix(prefix); starts, lengths, pos = [], [], 0
+    p = _prefix(prefix)
+    starts, lengths, pos = [], [], 0
     with atomic_write(p.with_name(p.name + '.bin'), 'wb') as f:
         for s in samples:
             a = np.asarray(s)
             if len(a) and (a.min() < 0 or a.max() >= 2**16): raise ValueError("KnowLM's layout stores uint16 ids: every id must be < 65536")
             if len(a) >= 2**16: raise ValueError("KnowLM's layout stores uint16 lengths: samples must have < 65536 tokens")
-            f.write(a.astype(np.uint16).tobytes()); starts.append(pos); lengths.append(len(a)); pos += len(a)
+            f.write(a.astype(np.uint16).tobytes())
+            starts.append(pos)
+            lengths.append(len(a))
+            pos += len(a)
     if counts is not None and (sum(counts) != len(starts) or any(int(c) < 0 for c in counts)):
         raise ValueError(f"counts {list(counts)} must be >= 0 and sum to the {len(starts)} samples written")
     with atomic_write(p.with_name(p.name + '.idx'), 'wb') as f:
-        f.write(np.array(starts, np.uint64).tobytes()); f.write(np.array(lengths, np.uint16).tobytes())
+        f.write(np.array(starts, np.uint64).tobytes())
+        f.write(np.array(lengths, np.uint16).tobytes())
     import torch  # KnowLM's loader reads .dis with torch.load
     with atomic_write(p.with_name(p.name + '.dis'), 'wb') as f: torch.save([int(c) for c in counts] if counts else [], f)
     return p
@@ -668,7 +734,8 @@ def read_knowlm_legacy(prefix:str|Path,  # path without extension
                        source_names:list|None=None  # names of the `.dis` types, in order (default: type0, type1, ...)
                       )->IndexedDataset:
     "Open an index pair in KnowLM's headerless layout as an `IndexedDataset`; its `.dis` file, if any, gives the source tags."
-    p = _prefix(prefix); idx, bin_ = IndexedDataset._paths(p)
+    p = _prefix(prefix)
+    idx, bin_ = IndexedDataset._paths(p)
     size, bsize = idx.stat().st_size, bin_.stat().st_size
     if size % 10: raise IndexFormatError(f"{idx}: {size} bytes is not a multiple of 10 (8-byte start + 2-byte length per sample): truncated or not KnowLM's layout")
     if bsize % 2: raise IndexFormatError(f"{bin_}: {bsize} bytes is odd, but KnowLM's .bin holds 2-byte ids: truncated")
@@ -690,6 +757,13 @@ def read_knowlm_legacy(prefix:str|Path,  # path without extension
     if verify: ds.verify()
     return ds
 
+# %% ../nbs/03_chunking.ipynb #d67cfcc7
+def open_index(prefix:str|Path  # an index pair, ours or KnowLM's headerless layout
+              )->IndexedDataset:
+    "Open an index pair in whichever layout it is: ours (by its header), else KnowLM's legacy layout."
+    try: return IndexedDataset(prefix)
+    except ForeignIndexError: return read_knowlm_legacy(prefix)
+
 # %% ../nbs/03_chunking.ipynb #5f939679
 def merge_indexed(prefixes:list,  # input index pairs (ours or KnowLM's legacy layout)
                   out:str|Path,  # output prefix
@@ -698,12 +772,7 @@ def merge_indexed(prefixes:list,  # input index pairs (ours or KnowLM's legacy l
                  )->IndexedDataset:
     "Concatenate index pairs into one, tagging each sample with its source; streams in blocks."
     if sources is not None and len(sources) != len(prefixes): raise ValueError(f"{len(sources)} source names for {len(prefixes)} inputs")
-    def open_(p):
-        try: return IndexedDataset(p)
-        except IndexFormatError as e:
-            if 'magic' in str(e) or 'too short' in str(e): return read_knowlm_legacy(p)
-            raise
-    dss = [open_(p) for p in prefixes]
+    dss = [open_index(p) for p in prefixes]
     vocab = max([ds.vocab_size or (2**16 if ds.dtype == np.uint16 else 2**32) for ds in dss] or [1])
     with IndexedDatasetWriter(out, vocab) as w:
         for k, ds in enumerate(dss):
@@ -730,7 +799,8 @@ def mixture_indices(ds:IndexedDataset,  # an index with source tags
     counts = ds.source_counts()
     empty = [k for k, x in zip(names, w) if x > 0 and counts[k] == 0]
     if empty: raise ValueError(f"sources {empty} have a weight but no samples")
-    share = w/w.sum()*n; take = np.floor(share).astype(np.int64)
+    share = w/w.sum()*n
+    take = np.floor(share).astype(np.int64)
     take[np.argsort(-(share - take), kind='stable')[:n - int(take.sum())]] += 1  # largest remainders get the leftover samples
     rng, tags, out = np.random.default_rng(seed), np.asarray(ds.source_ids), []
     for t, c in enumerate(take):
@@ -747,6 +817,91 @@ def _skip(counts, msg, errors):
     counts['bad_documents'] += 1
     if len(counts['warnings']) < 20: counts['warnings'].append(msg)
 
+def reading_counts(counts:dict|None=None  # a dict to fill in place (None: a new one)
+                  )->dict:
+    "`counts` with every counter of `iter_documents` present (0 when new) and its list of `warnings`."
+    c = counts if counts is not None else {}
+    for k in ('files', 'empty_files', 'empty_documents', 'bad_documents', 'input_bytes'): c.setdefault(k, 0)
+    c.setdefault('warnings', [])
+    return c
+
+# %% ../nbs/03_chunking.ipynb #a426fe43
+def read_txt_file(f,  # the file, opened in binary mode
+                  path:Path,  # its path, for messages
+                  source:str,  # the source name of its documents
+                  counts:dict,  # `reading_counts`, updated in place
+                  errors:str  # 'strict' (raise on bad input) or 'skip' (count and go on)
+                 ):
+    "Yield `(text, source, nbytes)` once: the whole .txt file as one document."
+    raw = f.read()
+    counts['input_bytes'] += len(raw)
+    try: text = raw.decode('utf-8')
+    except UnicodeDecodeError as e: _skip(counts, f"{path}: invalid UTF-8 at byte offset {e.start} ({e.reason})", errors)
+    else: yield text, source, len(raw)
+
+def read_txt_blocks(f,  # the file, opened in binary mode
+                    path:Path,  # its path, for messages
+                    source:str,  # the source name of its documents
+                    counts:dict,  # `reading_counts`, updated in place
+                    errors:str  # 'strict' (raise on bad input) or 'skip' (count and go on)
+                   ):
+    "Yield `(text, source, nbytes)` for each blank-line-separated block of a .txt file."
+    block, start, pos = [], 0, 0
+    for line in itertools.chain(f, [b'']):  # a final empty line flushes the last block
+        if line.strip():
+            if not block: start = pos
+            block.append(line)
+        elif block:
+            raw = b''.join(block)
+            block = []
+            try: text = raw.decode('utf-8').rstrip('\r\n')
+            except UnicodeDecodeError as e: _skip(counts, f"{path}: invalid UTF-8 at byte offset {start + e.start} ({e.reason})", errors)
+            else: yield text, source, len(raw)
+        pos += len(line)
+        counts['input_bytes'] += len(line)
+
+# %% ../nbs/03_chunking.ipynb #b8770516
+def read_jsonl_documents(f,  # the file, opened in binary mode
+                         path:Path,  # its path, for messages
+                         source:str,  # the source name of its documents, unless `source_field` gives one per record
+                         counts:dict,  # `reading_counts`, updated in place
+                         errors:str,  # 'strict' (raise on bad input) or 'skip' (count and go on)
+                         field:str='text',  # the field holding the text
+                         source_field:str|None=None  # the field naming each record's source
+                        ):
+    "Yield `(text, source, nbytes)` for each record of a .jsonl file."
+    pos = 0
+    for lineno, line in enumerate(f, 1):
+        at, pos = pos, pos + len(line)
+        counts['input_bytes'] += len(line)
+        try: s = line.decode('utf-8')
+        except UnicodeDecodeError as e:
+            _skip(counts, f"{path}:{lineno}: invalid UTF-8 at byte offset {at + e.start} ({e.reason})", errors)
+            continue
+        if not s.strip(): continue
+        try: rec = json.loads(s)
+        except json.JSONDecodeError as e:
+            _skip(counts, f"{path}:{lineno}: invalid JSON at column {e.colno}: {e.msg}", errors)
+            continue
+        if not isinstance(rec, dict):
+            _skip(counts, f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}", errors)
+            continue
+        if field not in rec:
+            _skip(counts, f"{path}:{lineno}: missing field {field!r} (record has {sorted(rec)[:10]})", errors)
+            continue
+        t = rec[field]
+        if not isinstance(t, str):
+            _skip(counts, f"{path}:{lineno}: field {field!r} is {type(t).__name__}, expected a string", errors)
+            continue
+        s_src = source
+        if source_field is not None:
+            s_src = rec.get(source_field)
+            if not isinstance(s_src, str):
+                _skip(counts, f"{path}:{lineno}: source field {source_field!r} missing or not a string", errors)
+                continue
+        yield t, s_src, len(line)
+
+# %% ../nbs/03_chunking.ipynb #c59babf1
 def iter_documents(path:str|Path,  # a .txt or .jsonl file
                    field:str='text',  # JSONL field holding the text
                    errors:str='strict',  # 'strict' (raise on bad input) or 'skip' (count and go on)
@@ -758,59 +913,68 @@ def iter_documents(path:str|Path,  # a .txt or .jsonl file
     path = Path(path)
     if errors not in ('strict', 'skip'): raise ValueError(f"errors must be 'strict' or 'skip', got {errors!r}")
     if txt_unit not in ('block', 'file'): raise ValueError(f"txt_unit must be 'block' or 'file', got {txt_unit!r}")
-    c = counts if counts is not None else {}
-    for k in ('files', 'empty_files', 'empty_documents', 'bad_documents', 'input_bytes'): c.setdefault(k, 0)
-    c.setdefault('warnings', [])
+    c = reading_counts(counts)
     ext = path.suffix.lower()
     if ext not in ('.txt', '.jsonl'): raise DataFormatError(f"{path}: unsupported input, expected a .txt or .jsonl file")
-    c['files'] += 1; found = 0; src = path.stem
-    def doc(text):
-        "The text, or None (counted) when it is empty."
-        nonlocal found
-        if not text.strip(): c['empty_documents'] += 1; return None
-        found += 1; return text
+    c['files'] += 1
+    found = 0
     with open(path, 'rb') as f:
-        if ext == '.txt' and txt_unit == 'file':
-            raw = f.read(); c['input_bytes'] += len(raw)
-            try: t = doc(raw.decode('utf-8'))
-            except UnicodeDecodeError as e: _skip(c, f"{path}: invalid UTF-8 at byte offset {e.start} ({e.reason})", errors); t = None
-            if t is not None: yield t, src, len(raw)
-        elif ext == '.txt':
-            block, start, pos = [], 0, 0
-            for line in itertools.chain(f, [b'']):  # a final empty line flushes the last block
-                if line.strip():
-                    if not block: start = pos
-                    block.append(line)
-                elif block:
-                    raw = b''.join(block); block = []
-                    try: t = doc(raw.decode('utf-8').rstrip('\r\n'))
-                    except UnicodeDecodeError as e: _skip(c, f"{path}: invalid UTF-8 at byte offset {start + e.start} ({e.reason})", errors); t = None
-                    if t is not None: yield t, src, len(raw)
-                pos += len(line); c['input_bytes'] += len(line)
-        else:
-            pos = 0
-            for lineno, line in enumerate(f, 1):
-                at, pos = pos, pos + len(line); c['input_bytes'] += len(line)
-                try: s = line.decode('utf-8')
-                except UnicodeDecodeError as e:
-                    _skip(c, f"{path}:{lineno}: invalid UTF-8 at byte offset {at + e.start} ({e.reason})", errors); continue
-                if not s.strip(): continue
-                try: rec = json.loads(s)
-                except json.JSONDecodeError as e: _skip(c, f"{path}:{lineno}: invalid JSON at column {e.colno}: {e.msg}", errors); continue
-                if not isinstance(rec, dict): _skip(c, f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}", errors); continue
-                if field not in rec: _skip(c, f"{path}:{lineno}: missing field {field!r} (record has {sorted(rec)[:10]})", errors); continue
-                t = rec[field]
-                if not isinstance(t, str): _skip(c, f"{path}:{lineno}: field {field!r} is {type(t).__name__}, expected a string", errors); continue
-                s_src = src
-                if source_field is not None:
-                    s_src = rec.get(source_field)
-                    if not isinstance(s_src, str): _skip(c, f"{path}:{lineno}: source field {source_field!r} missing or not a string", errors); continue
-                if doc(t) is not None: yield t, s_src, len(line)
+        if ext == '.jsonl': docs = read_jsonl_documents(f, path, path.stem, c, errors, field, source_field)
+        elif txt_unit == 'file': docs = read_txt_file(f, path, path.stem, c, errors)
+        else: docs = read_txt_blocks(f, path, path.stem, c, errors)
+        for text, source, nbytes in docs:
+            if not text.strip():
+                c['empty_documents'] += 1
+                continue
+            found += 1
+            yield text, source, nbytes
     if not found:
         c['empty_files'] += 1
         if len(c['warnings']) < 20: c['warnings'].append(f"{path}: no non-empty documents")
 
-# %% ../nbs/03_chunking.ipynb #6ead5668
+# %% ../nbs/03_chunking.ipynb #3ca367b8
+def check_corpus_inputs(inputs:list,  # .txt / .jsonl files
+                        workers:int  # processes asked for
+                       )->list:
+    "The inputs as `Path`s, once each is found to be an existing .txt or .jsonl file and `workers` an int >= 1."
+    inputs = [Path(p) for p in inputs]
+    if not inputs: raise ValueError("no input files")
+    for p in inputs:
+        if not p.is_file(): raise FileNotFoundError(f"input {p} does not exist or is not a file")
+        if p.suffix.lower() not in ('.txt', '.jsonl'): raise DataFormatError(f"{p}: unsupported input, expected a .txt or .jsonl file")
+    if not isinstance(workers, int) or workers < 1: raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    return inputs
+
+# %% ../nbs/03_chunking.ipynb #13eb260d
+def _batches(inputs, counts, batch_bytes, **kw):
+    texts, srcs, nb = [], [], 0
+    for path in inputs:
+        for t, s, n in iter_documents(path, counts=counts, **kw):
+            texts.append(t)
+            srcs.append(s)
+            nb += n
+            if nb >= batch_bytes:
+                yield texts, srcs, nb
+                texts, srcs, nb = [], [], 0
+    if texts: yield texts, srcs, nb
+
+def chunk_batches_serial(batches,  # an iterable of `(texts, sources, nbytes)`
+                         tk:ChunkTokenizer,  # the tokenizer
+                         config:ChunkConfig,  # how to cut
+                         dtype,  # numpy dtype of the token ids
+                         consume  # called with `(chunk_texts result, sources, nbytes)` for each batch, in order
+                        ):
+    "Chunk the batches in this process while a thread tokenizes the next one."
+    from concurrent.futures import ThreadPoolExecutor
+    with ThreadPoolExecutor(1) as ex:
+        prev = None
+        for texts, srcs, nb in batches:
+            fut = ex.submit(tk.backend.encode_batch, texts, add_special_tokens=False)
+            if prev: consume(chunk_texts(prev[0], tk, config, dtype, prev[3].result()), *prev[1:3])
+            prev = (texts, srcs, nb, fut)
+        if prev: consume(chunk_texts(prev[0], tk, config, dtype, prev[3].result()), *prev[1:3])
+
+# %% ../nbs/03_chunking.ipynb #f4db82aa
 _W = {}
 
 def _worker_init(tok_json, bos_id, eos_id, vocab_size, name, cfg, dtype):
@@ -820,14 +984,56 @@ def _worker_init(tok_json, bos_id, eos_id, vocab_size, name, cfg, dtype):
 def _worker_run(texts):
     return chunk_texts(texts, _W['tk'], _W['cfg'], _W['dtype'])
 
-def _batches(inputs, counts, batch_bytes, **kw):
-    texts, srcs, nb = [], [], 0
-    for path in inputs:
-        for t, s, n in iter_documents(path, counts=counts, **kw):
-            texts.append(t); srcs.append(s); nb += n
-            if nb >= batch_bytes: yield texts, srcs, nb; texts, srcs, nb = [], [], 0
-    if texts: yield texts, srcs, nb
+def chunk_batches_parallel(batches,  # an iterable of `(texts, sources, nbytes)`
+                           tk:ChunkTokenizer,  # the tokenizer (sent to the workers as JSON)
+                           config:ChunkConfig,  # how to cut
+                           dtype,  # numpy dtype of the token ids
+                           workers:int,  # processes
+                           consume  # called with `(chunk_texts result, sources, nbytes)` for each batch, in submission order
+                          ):
+    "Chunk the batches in a pool of `workers` processes, at most two batches per worker in flight."
+    import multiprocessing as mp
+    from knowlm_nb import chunking as m  # the workers import the module, not the notebook
+    args = (tk.backend.to_str(), tk.bos_id, tk.eos_id, tk.vocab_size, tk.name, asdict(config), dtype.str)
+    with mp.get_context('spawn').Pool(workers, m._worker_init, args) as pool:
+        pending = deque()
+        for texts, srcs, nb in batches:
+            pending.append((pool.apply_async(m._worker_run, (texts,)), srcs, nb))
+            if len(pending) >= 2*workers:
+                r, s_, n_ = pending.popleft()
+                consume(r.get(), s_, n_)
+        while pending:
+            r, s_, n_ = pending.popleft()
+            consume(r.get(), s_, n_)
 
+# %% ../nbs/03_chunking.ipynb #3108986d
+def corpus_summary(out:str|Path,  # the output prefix
+                   counts:dict,  # `reading_counts` after reading every input
+                   stats:dict,  # the chunking counts, summed over the batches (keys of `_STAT_KEYS`)
+                   writer:IndexedDatasetWriter,  # the closed writer (its source names)
+                   config:ChunkConfig,  # how the documents were cut
+                   workers:int,  # processes used
+                   started:float  # `time.perf_counter()` when chunking began
+                  )->dict:
+    "The summary of a chunking run: inputs, counts, fill ratio, samples per source, config, workers and seconds."
+    return {'out': str(_prefix(out)), **{k: counts[k] for k in ('files', 'empty_files', 'input_bytes', 'empty_documents', 'bad_documents')},
+            **stats, 'fill_ratio': round(stats['tokens']/max(1, stats['chunks']*config.max_len), 4),
+            'sources': dict(zip(writer.sources, np.bincount(np.asarray(IndexedDataset(out, verify=False).source_ids), minlength=len(writer.sources)).tolist())),
+            'config': asdict(config), 'workers': workers, 'seconds': round(time.perf_counter() - started, 3), 'warnings': counts['warnings']}
+
+def format_summary(s:dict)->str:
+    "The summary as a few aligned lines."
+    rows = [('documents', f"{s['documents']:,} chunked, {s['empty_documents']:,} empty, {s['bad_documents']:,} skipped as bad "
+                          f"({s['files']} files, {s['empty_files']} without documents, {s['input_bytes']/1e6:.2f} MB)"),
+            ('sentences', f"{s['sentences']:,} ({s['overlong_sentences']:,} longer than max_len={s['config']['max_len']})"),
+            ('chunks', f"{s['chunks']:,} ({s['dropped_chunks']:,} shorter than min_len={ChunkConfig(**s['config']).min_tokens} dropped)"),
+            ('tokens', f"{s['tokens']:,} written of {s['doc_tokens']:,} ({s['dropped_tokens']:,} dropped, {s['duplicated_tokens']:,} duplicated)"),
+            ('fill ratio', f"{s['fill_ratio']:.3f} (tokens / (chunks x max_len))"),
+            ('sources', ', '.join(f"{k}: {v:,}" for k, v in s['sources'].items())),
+            ('output', f"{s['out']}.bin/.idx in {s['seconds']:.1f}s with {s['workers']} worker(s)")]
+    return '\n'.join(f"{k:>10}  {v}" for k, v in rows + [('warning', x) for x in s['warnings']])
+
+# %% ../nbs/03_chunking.ipynb #6ead5668
 def chunk_corpus(inputs:list,  # .txt / .jsonl files
                  tokenizer,  # anything `as_tokenizer` accepts
                  out:str|Path,  # output prefix: writes out.bin, out.idx and out.summary.json
@@ -841,15 +1047,9 @@ def chunk_corpus(inputs:list,  # .txt / .jsonl files
                  progress:bool=True  # show a tqdm bar
                 )->dict:
     "Chunk every document of `inputs` into the index `out`; return the summary (also written to `out.summary.json`)."
-    inputs = [Path(p) for p in inputs]
-    if not inputs: raise ValueError("no input files")
-    for p in inputs:
-        if not p.is_file(): raise FileNotFoundError(f"input {p} does not exist or is not a file")
-        if p.suffix.lower() not in ('.txt', '.jsonl'): raise DataFormatError(f"{p}: unsupported input, expected a .txt or .jsonl file")
-    if not isinstance(workers, int) or workers < 1: raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    inputs = check_corpus_inputs(inputs, workers)
     tk, cfg, t0 = as_tokenizer(tokenizer), config, time.perf_counter()
-    if cfg.bos and tk.bos_id is None: raise ValueError(f"tokenizer {tk.name!r} has no BOS token: set bos=False (--no-bos)")
-    if cfg.eos and tk.eos_id is None: raise ValueError(f"tokenizer {tk.name!r} has no EOS token: set eos=False (--no-eos)")
+    check_special_tokens(tk, cfg)
     counts, st = {}, dict.fromkeys(_STAT_KEYS, 0)
     batches = _batches(inputs, counts, batch_bytes, field=field, errors=errors, txt_unit=txt_unit, source_field=source_field)
     from tqdm.auto import tqdm
@@ -862,50 +1062,21 @@ def chunk_corpus(inputs:list,  # .txt / .jsonl files
         for k, v in s.items(): st[k] += v
         bar.update(nb)
     try:
-        if workers == 1:  # a thread tokenizes the next batch (Rust, without the GIL) while this one is split and packed
-            from concurrent.futures import ThreadPoolExecutor
-            with ThreadPoolExecutor(1) as ex:
-                prev = None
-                for texts, srcs, nb in batches:
-                    fut = ex.submit(tk.backend.encode_batch, texts, add_special_tokens=False)
-                    if prev: consume(chunk_texts(prev[0], tk, cfg, w.dtype, prev[3].result()), *prev[1:3])
-                    prev = (texts, srcs, nb, fut)
-                if prev: consume(chunk_texts(prev[0], tk, cfg, w.dtype, prev[3].result()), *prev[1:3])
-        else:
-            import multiprocessing as mp
-            from knowlm_nb import chunking as m  # the workers import the module, not the notebook
-            args = (tk.backend.to_str(), tk.bos_id, tk.eos_id, tk.vocab_size, tk.name, asdict(cfg), w.dtype.str)
-            with mp.get_context('spawn').Pool(workers, m._worker_init, args) as pool:
-                pending = deque()
-                for texts, srcs, nb in batches:
-                    pending.append((pool.apply_async(m._worker_run, (texts,)), srcs, nb))
-                    if len(pending) >= 2*workers: r, s_, n_ = pending.popleft(); consume(r.get(), s_, n_)
-                while pending: r, s_, n_ = pending.popleft(); consume(r.get(), s_, n_)
+        if workers == 1: chunk_batches_serial(batches, tk, cfg, w.dtype, consume)
+        else: chunk_batches_parallel(batches, tk, cfg, w.dtype, workers, consume)
         if st['chunks'] == 0:
             raise DataFormatError(f"no chunks: the inputs hold {st['documents']} non-empty documents "
                                   f"({counts.get('empty_documents', 0)} empty, {counts.get('bad_documents', 0)} skipped as bad)"
                                   + ("; all chunks were shorter than min_len" if st['documents'] else ""))
     except BaseException:
-        w.abort(); bar.close(); raise
-    w.close(); bar.close()
-    summary = {'out': str(_prefix(out)), **{k: counts[k] for k in ('files', 'empty_files', 'input_bytes', 'empty_documents', 'bad_documents')},
-               **st, 'fill_ratio': round(st['tokens']/max(1, st['chunks']*cfg.max_len), 4),
-               'sources': dict(zip(w.sources, np.bincount(np.asarray(IndexedDataset(out, verify=False).source_ids), minlength=len(w.sources)).tolist())),
-               'config': asdict(cfg), 'workers': workers, 'seconds': round(time.perf_counter() - t0, 3), 'warnings': counts['warnings']}
+        w.abort()
+        bar.close()
+        raise
+    w.close()
+    bar.close()
+    summary = corpus_summary(out, counts, st, w, cfg, workers, t0)
     write_json(_prefix(out).with_name(_prefix(out).name + '.summary.json'), summary)
     return summary
-
-def format_summary(s:dict)->str:
-    "The summary as a few aligned lines."
-    rows = [('documents', f"{s['documents']:,} chunked, {s['empty_documents']:,} empty, {s['bad_documents']:,} skipped as bad "
-                          f"({s['files']} files, {s['empty_files']} without documents, {s['input_bytes']/1e6:.2f} MB)"),
-            ('sentences', f"{s['sentences']:,} ({s['overlong_sentences']:,} longer than max_len={s['config']['max_len']})"),
-            ('chunks', f"{s['chunks']:,} ({s['dropped_chunks']:,} shorter than min_len={ChunkConfig(**s['config']).min_tokens} dropped)"),
-            ('tokens', f"{s['tokens']:,} written of {s['doc_tokens']:,} ({s['dropped_tokens']:,} dropped, {s['duplicated_tokens']:,} duplicated)"),
-            ('fill ratio', f"{s['fill_ratio']:.3f} (tokens / (chunks x max_len))"),
-            ('sources', ', '.join(f"{k}: {v:,}" for k, v in s['sources'].items())),
-            ('output', f"{s['out']}.bin/.idx in {s['seconds']:.1f}s with {s['workers']} worker(s)")]
-    return '\n'.join(f"{k:>10}  {v}" for k, v in rows + [('warning', x) for x in s['warnings']])
 
 # %% ../nbs/03_chunking.ipynb #18e22458
 def world_articles(world,  # a `World`
@@ -940,7 +1111,10 @@ def plot_chunk_lengths(rows:list,  # from `compare_modes`
     fig, ax = plt.subplots(figsize=(6, 3))
     bins = np.linspace(0, max_len, 33)
     for r in rows: ax.hist(r['lengths'], bins=bins, alpha=0.55, label=f"{r['mode']} ({r['chunks']} chunks)")
-    ax.axvline(max_len, color='k', lw=1, ls='--'); ax.set_xlabel('chunk length (tokens)'); ax.set_ylabel('chunks'); ax.legend()
+    ax.axvline(max_len, color='k', lw=1, ls='--')
+    ax.set_xlabel('chunk length (tokens)')
+    ax.set_ylabel('chunks')
+    ax.legend()
     fig.tight_layout()
     return fig
 
@@ -962,7 +1136,8 @@ def cli_chunk(argv:list|None=None  # command-line arguments (default: sys.argv[1
     p.add_argument('--overlong', choices=['split', 'drop', 'error'], default='split', help='a sentence longer than the window (default: split)')
     p.add_argument('--lang', choices=['auto', 'zh', 'en'], default='auto', help='sentence rules (default: auto)')
     p.add_argument('--txt-unit', choices=['block', 'file'], default='block', help='.txt: one document per blank-line block or per file')
-    p.add_argument('--no-bos', action='store_true', help='no BOS before each document'); p.add_argument('--no-eos', action='store_true', help='no EOS after each document')
+    p.add_argument('--no-bos', action='store_true', help='no BOS before each document')
+    p.add_argument('--no-eos', action='store_true', help='no EOS after each document')
     p.add_argument('--quiet', action='store_true', help='no progress bar')
     a = p.parse_args(argv)
     try:
@@ -973,7 +1148,8 @@ def cli_chunk(argv:list|None=None  # command-line arguments (default: sys.argv[1
         s = chunk_corpus(a.inputs, a.tokenizer, a.out, cfg, workers=a.workers, field=a.field, errors=a.errors, txt_unit=a.txt_unit,
                          source_field=a.source_field, progress=not a.quiet)
     except (DataFormatError, OverlongSentenceError, FileNotFoundError, ValueError) as e:
-        print(f"knowlm-nb chunk: error: {e}", file=sys.stderr); return 1
+        print(f"knowlm-nb chunk: error: {e}", file=sys.stderr)
+        return 1
     print(format_summary(s))
     return 0
 
@@ -981,7 +1157,8 @@ def cli_chunk(argv:list|None=None  # command-line arguments (default: sys.argv[1
 def pipeline_chunking(report, ctx:dict):
     "Pipeline stage: chunk the world's pretraining documents into `out/chunks/pretrain.{bin,idx}`; compare with KnowLM's packing."
     from knowlm_nb.core import write_jsonl
-    out = Path(ctx['out'])/'chunks'; out.mkdir(parents=True, exist_ok=True)
+    out = Path(ctx['out'])/'chunks'
+    out.mkdir(parents=True, exist_ok=True)
     tok = ctx.get('tokenizer')
     if tok is None:
         from knowlm_nb.models import world_tokenizer
@@ -989,7 +1166,9 @@ def pipeline_chunking(report, ctx:dict):
         tok = world_tokenizer(WorldConfig(seed=ctx['seed']))
     world = ctx.get('world') or make_world(seed=ctx['seed'])
     src = Path(ctx['world_dir'])/'pretrain.jsonl' if ctx.get('world_dir') and (Path(ctx['world_dir'])/'pretrain.jsonl').exists() else None
-    if src is None: src = out/'pretrain_docs.jsonl'; write_jsonl(src, pretrain_documents(world))
+    if src is None:
+        src = out/'pretrain_docs.jsonl'
+        write_jsonl(src, pretrain_documents(world))
     max_len = int(ctx.get('chunk_max_len', 256))  # the pretraining stage's window
     s = chunk_corpus([src], tok, out/'pretrain', ChunkConfig(max_len=max_len), source_field='lang', progress=False)
     ctx['chunks_prefix'] = out/'pretrain'

@@ -9,11 +9,12 @@ __all__ = ['SECTIONS', 'ZH_DIGITS', 'GROUP_ALIASES', 'SUPPLEMENT_VARIANTS', 'SUP
            'CLASS_OVERRIDES', 'WEIGHTS', 'tones_reward', 'rhymes_reward', 'antithesis_reward', 'length_reward',
            'RHYME_REWARDS', 'CARD_ROWS', 'FAMOUS', 'zh_number', 'RhymeGroup', 'is_han', 'to_simplified',
            'PingshuiTable', 'pingshui_table', 'split_lines', 'parse_form', 'infer_form', 'form_shape', 'line_pattern',
-           'tone_templates', 'show_pattern', 'fit_line', 'line_bits', 'fit_line_fast', 'fit_table', 'clear_caches',
-           'word_classes', 'line_classes', 'couplet_parallelism', 'PoemScore', 'resolve_group', 'score_poem',
-           'plot_grid', 'parse_prompt', 'extract_poem', 'score_completions', 'rhyme_reward', 'load_poems',
-           'is_regular_shape', 'evaluate_poems', 'find_poetry_dir', 'evaluate_corpus', 'plot_score_hist', 'cli_rhyme',
-           'pipeline_rhyme', 'rhyme_demo']
+           'tone_templates', 'show_pattern', 'fit_line', 'line_bits', 'fit_line_fast', 'fit_table', 'word_classes',
+           'line_classes', 'couplet_parallelism', 'clear_caches', 'PoemScore', 'resolve_group', 'score_length',
+           'poem_tone_codes', 'score_rhymes', 'best_template', 'score_antithesis', 'score_poem', 'plot_grid',
+           'parse_prompt', 'extract_poem', 'score_completions', 'rhyme_reward', 'load_poems', 'is_regular_shape',
+           'evaluate_poems', 'find_poetry_dir', 'evaluate_corpus', 'plot_score_hist', 'cli_rhyme', 'pipeline_rhyme',
+           'rhyme_demo']
 
 # %% ../nbs/10_rhyme.ipynb #1752b3fc
 import re, sys, json, time, argparse, unicodedata, importlib.util, statistics
@@ -127,7 +128,10 @@ class PingshuiTable:
         added = 0
         for c, s in zip(new, to_simplified('\n'.join(new)).split('\n')):
             if len(s) == 1 and s != c and s in self.readings:
-                self.readings[c] = self.readings[s]; self.mask[c] = self.mask[s]; self.source[c] = 'opencc'; added += 1
+                self.readings[c] = self.readings[s]
+                self.mask[c] = self.mask[s]
+                self.source[c] = 'opencc'
+                added += 1
                 self.tone_code[ord(c)] = '0123'[self.mask[c]]
         return added
     def pingze(self, c:str)->str:
@@ -169,10 +173,12 @@ def pingshui_table(supplement:bool=True  # add the documented supplement (varian
     if supplement:
         for v, std in SUPPLEMENT_VARIANTS.items():
             if v not in readings and std in readings:
-                readings[v] = list(readings[std]); source[v] = 'supplement'
+                readings[v] = list(readings[std])
+                source[v] = 'supplement'
         for c, names in SUPPLEMENT_READINGS.items():
             if c in readings: continue
-            readings[c] = [tab.names[n][0] for n in names.split()]; source[c] = 'supplement'
+            readings[c] = [tab.names[n][0] for n in names.split()]
+            source[c] = 'supplement'
     tab = PingshuiTable(groups, {c: tuple(r) for c, r in readings.items()}, source)
     tab.simplify = simplify
     tab.simplify_trans = {ord(t): s for t, s in simplify.items() if s != t}  # for `str.translate`
@@ -315,7 +321,8 @@ def fit_line(masks:list,  # tone masks of the line's characters
 @lru_cache(None)
 def _pat_bits(pat:tuple, loose:bool)->tuple:
     C = len(pat)
-    ep = sum(1 << p for p in range(C) if pat[p] == PING); ez = sum(1 << p for p in range(C) if pat[p] == ZE)
+    ep = sum(1 << p for p in range(C) if pat[p] == PING)
+    ez = sum(1 << p for p in range(C) if pat[p] == ZE)
     free = _FREE.get(C, ()) if loose else ()
     cm = sum(1 << p for p in range(C) if p not in free)
     return ep, ez, cm, (cm).bit_count()
@@ -366,9 +373,6 @@ def _template_kinds(C:int, N:int, rtone:int)->tuple:
     kinds = [line_pattern(C, s, e) for s, e in _LINE_KINDS]
     return tuple((name, pats, tuple(kinds.index(p) for p in pats)) for name, pats in tone_templates(C, N, rtone).items())
 
-def clear_caches():
-    "Forget the per-line work cached while scoring (benchmarks call this between timed runs so that each is a cold pass)."
-    _line_fits.cache_clear(); line_classes.cache_clear()
 
 # %% ../nbs/10_rhyme.ipynb #f6511201
 _COARSE = {'n': 'N', 's': 'N', 'f': 'N', 't': 'N', 'i': 'N', 'l': 'N', 'j': 'N', 'g': 'N', 'v': 'P', 'a': 'P', 'z': 'P', 'b': 'P',
@@ -403,7 +407,9 @@ def line_classes(line:str  # a line (simplified or traditional)
     spans = [(0, 2), (2, 4)] if n == 5 else [(0, 2), (2, 4), (4, 6)] if n == 7 else [(i, i+2) for i in range(0, n-1, 2)]
     for i, j in spans:
         w = double.get(s[i:j])
-        if w is None and n in (5, 7) and j == n - 1: i, j = i + 1, j + 1; w = double.get(s[i:j])
+        if w is None and n in (5, 7) and j == n - 1:
+            i, j = i + 1, j + 1
+            w = double.get(s[i:j])
         if w is not None: cls[i] = cls[i+1] = w
     return tuple(cls)
 
@@ -416,6 +422,12 @@ def couplet_parallelism(a:str, b:str  # the two lines of a couplet
     m = min(len(a), len(b))
     def dup(s, i): return (i > 0 and s[i] == s[i-1]) or (i + 1 < len(s) and s[i] == s[i+1])
     return sum(1 for i in range(m) if a[i] != b[i] and ((ca[i] == cb[i] != '?') or (dup(a, i) and dup(b, i)))) / n
+
+# %% ../nbs/10_rhyme.ipynb #fc13fb70
+def clear_caches():
+    "Forget the per-line work cached while scoring (benchmarks call this between timed runs so that each is a cold pass)."
+    _line_fits.cache_clear()
+    line_classes.cache_clear()
 
 # %% ../nbs/10_rhyme.ipynb #cf7e1b1d
 WEIGHTS = {'tones': 0.4, 'rhymes': 0.3, 'antithesis': 0.2, 'length': 0.1}  # the model card's weights
@@ -450,7 +462,9 @@ def resolve_group(name,  # a group: 1-106, '东', '一东', '上平一东', '上
     if s.isdigit(): return resolve_group(int(s), T)
     sec = None
     for p, q in (('上平声', '上平'), ('下平声', '下平'), ('上平', '上平'), ('下平', '下平'), ('上声', '上声'), ('去声', '去声'), ('入声', '入声'), ('平声', '平')):
-        if s.startswith(p): sec, s = q, s[len(p):]; break
+        if s.startswith(p):
+            sec, s = q, s[len(p):]
+            break
     m = re.match(r'^([〇零一二三四五六七八九十]+|\d+)?(.*)$', s)
     num = zh_number(m.group(1)) if m.group(1) else None
     rest = m.group(2)
@@ -465,10 +479,45 @@ def resolve_group(name,  # a group: 1-106, '东', '一东', '上平一东', '上
     if not cands: return None
     return min(cands, key=lambda i: (T.by_idx[i].tone != '平', i))
 
-# %% ../nbs/10_rhyme.ipynb #b7f624e0
-_OPP_POS = {C: tuple(sorted({p for p in (1, 3, 5, C - 1) if p < C})) for C in (5, 7)}  # positions checked for tone opposition
-_OPPOSED = {a: {b: bool((int(a) & PING and int(b) & ZE) or (int(a) & ZE and int(b) & PING)) for b in '0123'} for a in '0123'}  # tone codes that can be opposed
+# %% ../nbs/10_rhyme.ipynb #9493857a
+def score_length(lines:list,  # the poem's lines
+                 form:str|None,  # the form asked for, e.g. '五律' or '五言律诗' (None: the form nearest the poem's shape)
+                 reasons:list  # filled in place with why points were lost
+                )->tuple:
+    "The form scored against, its shape and the 字数 score: `(form, N lines, C characters per line, length)`."
+    fkey = parse_form(form) if form is not None else None
+    if form is not None and fkey is None: reasons.append(f"unknown form {form!r}: scored as the closest form")
+    if fkey is None: fkey = infer_form(lines)
+    n = len(lines)
+    N, C = form_shape(fkey, n)
+    good = list(map(len, lines[:N])).count(C)
+    length = 100.0 * good / max(n, N)
+    if n != N: reasons.append(f"{n} lines, a {fkey} has {N}")
+    if good < min(n, N): reasons.append(f"lines of {sorted({len(l) for l in lines})} characters, a {fkey} has {C} per line")
+    return fkey, N, C, length
 
+# %% ../nbs/10_rhyme.ipynb #ce15bcc4
+def poem_tone_codes(lines:list,  # the poem's lines
+                    n_lines:int,  # N: how many lines the form has (codes are made for the first N)
+                    table:PingshuiTable,  # the 平水韵 table
+                    reasons:list  # filled in place with the characters missing from the table
+                   )->list:
+    "The tone code of each of the first `n_lines` lines: '0'-'3' per character (the character's tone mask)."
+    chars = ''.join(lines)
+    all_han = _HAN_ONLY.fullmatch(chars) is not None
+    # tone codes for all lines in one `translate`; when the poem is all Han characters and the result is all codes, every
+    # character is in the table, else we look for the missing ones (and '0' marks them)
+    coded = '\n'.join(lines).translate(table.tone_code)
+    missing = () if all_han and _CODES.fullmatch(coded) else set(chars).difference(table.mask)
+    unknown = sorted(c for c in missing if is_han(c))
+    if unknown and table.learn_variants(unknown):
+        unknown = [c for c in unknown if c not in table.mask]
+        missing = {c for c in missing if c not in table.mask}
+        coded = '\n'.join(lines).translate(table.tone_code)  # again, with the variants just learnt
+    if unknown: reasons.append(f"characters missing from the 平水韵 table: {''.join(unknown[:10])}")
+    return coded.split('\n')[:n_lines] if not missing else [''.join('0123'[table.mask.get(c, 0)] for c in l) for l in lines[:n_lines]]
+
+# %% ../nbs/10_rhyme.ipynb #84ea4c85
 def _rhyme_choice(ends:list, first:str|None, table:PingshuiTable, group:int|None):
     "Pick the rhyme group: the requested one, or the one most rhyme positions share (ties: 平 groups first)."
     if group is not None: return group
@@ -482,6 +531,86 @@ def _rhyme_choice(ends:list, first:str|None, table:PingshuiTable, group:int|None
     firsts = set(table.readings.get(first, ())) if first else set()
     return max(cands, key=lambda i: (i <= 30, i in firsts, -i))
 
+def score_rhymes(body:list,  # the poem's first N lines
+                 n_lines:int,  # N: how many lines the form has
+                 group,  # the group asked for (a name or 1-106); None or '': the majority group
+                 table:PingshuiTable,  # the 平水韵 table
+                 reasons:list  # filled in place with why points were lost
+                )->tuple:
+    "The rhyme group scored against (its index, None if no rhyme character is known) and the 押韵 score: `(group, rhymes)`."
+    gidx = None
+    if group is not None and group != '':
+        gidx = resolve_group(group, table)
+        if gidx is None: reasons.append(f"unknown rhyme group {group!r}: scored against the majority group")
+    ends = [body[i][-1] for i in range(1, len(body), 2) if body[i]]
+    first = body[0][-1] if body and body[0] else None
+    gidx = _rhyme_choice(ends, first, table, gidx)
+    if gidx is None:
+        reasons.append('no rhyme group: no rhyme character is in the table')
+        return None, 0.0
+    hits = sum(1 for c in ends if gidx in table.readings.get(c, ()))
+    first_hit = 1 if first and gidx in table.readings.get(first, ()) else 0
+    slots = (n_lines // 2) + first_hit
+    if hits < n_lines // 2: reasons.append(f"{n_lines//2 - hits} of {n_lines//2} rhyme positions not in {table.by_idx[gidx].label}")
+    return gidx, (100.0 * (hits + first_hit) / slots if slots else 0.0)
+
+# %% ../nbs/10_rhyme.ipynb #820b8b20
+def best_template(codes:list,  # the tone code of each of the poem's first N lines (`poem_tone_codes`)
+                  chars:int,  # C: characters per line of the form
+                  n_lines:int,  # N: lines of the form
+                  rhyme_tone:int,  # PING or ZE: the tone of the rhyme group
+                  loose:bool,  # 一三五不论 (with the 孤平 and 三平尾 checks)
+                  first_rhymes:bool  # does the poem's first line rhyme?
+                 )->tuple:
+    "The 平仄 score under the best-fitting of the four templates, its name and its line patterns: `(tones, name, patterns)`."
+    C, N = chars, n_lines
+    fits = list(map(fit_table(C, loose).get, codes))
+    if None in fits: fits = [f or _line_fits(code, C, loose) for f, code in zip(fits, codes)]  # lines not of C characters
+    absent = (N - len(codes)) * ((C - (len(_FREE[C]) if loose else 0)) << _SHIFT)  # lines the poem lacks: 0 of their positions fit
+    best = None
+    for name, pats, kinds in _template_kinds(C, N, rhyme_tone):
+        packed = absent + sum(map(tuple.__getitem__, fits, kinds))  # fits[i][kinds[i]] summed over the lines
+        ok, tot = packed & ((1 << _SHIFT) - 1), packed >> _SHIFT
+        sc = ok / tot if tot else 0.0
+        # ties: prefer the template whose first-line rhyme matches the poem
+        key = (sc, ('首句入韵' in name) == first_rhymes)
+        if best is None or key > best[0]: best = (key, name, pats)
+    return 100.0 * best[0][0], best[1], best[2]
+
+# %% ../nbs/10_rhyme.ipynb #e5a9a8f5
+_OPP_POS = {C: tuple(sorted({p for p in (1, 3, 5, C - 1) if p < C})) for C in (5, 7)}  # positions checked for tone opposition
+_OPPOSED = {a: {b: bool((int(a) & PING and int(b) & ZE) or (int(a) & ZE and int(b) & PING)) for b in '0123'} for a in '0123'}  # tone codes that can be opposed
+
+def score_antithesis(body:list,  # the poem's first N lines
+                     codes:list,  # their tone codes (`poem_tone_codes`)
+                     n_lines:int,  # N: lines of the form
+                     chars:int,  # C: characters per line of the form
+                     form:str,  # the form scored against (named in the reasons)
+                     reasons:list  # filled in place with the weak couplets
+                    )->float:
+    "The 对仗 score: 100 for a 绝句, else the mean over the couplets that need it of half parallelism, half tone opposition."
+    N, C = n_lines, chars
+    if N < 8:
+        reasons.append(f"antithesis not required of a {form}: scored 100")
+        return 100.0
+    pairs = [(i, i+1) for i in range(2, N - 2, 2)]
+    vals = []
+    for i, j in pairs:
+        if j >= len(body):
+            vals.append(0.0)
+            continue
+        a, b = body[i], body[j]
+        par = couplet_parallelism(a, b)
+        tp = _OPP_POS[C]  # the fixed positions 2, 4, (6) and the last
+        if len(a) < C or len(b) < C: tp = [p for p in tp if p < len(a) and p < len(b)]
+        mi, mj = codes[i], codes[j]
+        opp = sum(1 for p in tp if _OPPOSED[mi[p]][mj[p]]) / len(_OPP_POS[C])
+        vals.append(0.5 * par + 0.5 * opp)
+    weak = [f"{i+1}-{j+1}" for (i, j), v in zip(pairs, vals) if v < 0.75]
+    if weak: reasons.append(f"weak antithesis in couplet(s) {', '.join(weak)}")
+    return 100.0 * sum(vals) / len(vals) if vals else 0.0
+
+# %% ../nbs/10_rhyme.ipynb #b7f624e0
 def score_poem(poem,  # the poem: text (any script, punctuation optional) or a list of lines
                form:str|None=None,  # '五绝', '七律', '五言律诗' ...; None: the form the poem's shape is closest to
                group=None,  # the rhyme group asked for ('东', '上平一东', 1 ...); None: the majority group
@@ -495,7 +624,9 @@ def score_poem(poem,  # the poem: text (any script, punctuation optional) or a l
     res = PoemScore()
     reasons = res.reasons
     try: lines = split_lines(poem, FORMS.get(parse_form(form) or '', (0, None))[1])
-    except Exception as e: lines = []; reasons.append(f"could not read the poem: {type(e).__name__}")
+    except Exception as e:
+        lines = []
+        reasons.append(f"could not read the poem: {type(e).__name__}")
     res.lines = lines
     if not lines:
         reasons.append('empty poem: no characters to score')
@@ -509,82 +640,17 @@ def score_poem(poem,  # the poem: text (any script, punctuation optional) or a l
         return res
     foreign = [] if all_han else sorted({c for c in chars if not is_han(c)})
     if foreign: reasons.append(f"non-Chinese characters: {''.join(foreign[:10])}")
-    # form and shape
-    fkey = parse_form(form) if form is not None else None
-    if form is not None and fkey is None: reasons.append(f"unknown form {form!r}: scored as the closest form")
-    if fkey is None: fkey = infer_form(lines)
-    res.form = fkey
-    n = len(lines)
-    N, C = form_shape(fkey, n)
-    good = list(map(len, lines[:N])).count(C)
-    res.length = 100.0 * good / max(n, N)
-    if n != N: reasons.append(f"{n} lines, a {fkey} has {N}")
-    if good < min(n, N): reasons.append(f"lines of {sorted({len(l) for l in lines})} characters, a {fkey} has {C} per line")
-    # tone codes, '0'-'3' per character, for all lines in one `translate`; when the poem is all Han characters and
-    # the result is all codes, every character is in the table, else we look for the missing ones (and '0' marks them)
-    coded = '\n'.join(lines).translate(T.tone_code)
-    missing = () if all_han and _CODES.fullmatch(coded) else set(chars).difference(T.mask)
-    unknown = sorted(c for c in missing if is_han(c))
-    if unknown and T.learn_variants(unknown):
-        unknown = [c for c in unknown if c not in T.mask]; missing = {c for c in missing if c not in T.mask}
-        coded = '\n'.join(lines).translate(T.tone_code)  # again, with the variants just learnt
-    if unknown: reasons.append(f"characters missing from the 平水韵 table: {''.join(unknown[:10])}")
+    res.form, N, C, res.length = score_length(lines, form, reasons)
+    codes = poem_tone_codes(lines, N, T, reasons)
     body = lines[:N]
-    codes = coded.split('\n')[:N] if not missing else [''.join('0123'[T.mask.get(c, 0)] for c in l) for l in body]
-    # rhyme group
-    gidx = None
-    if group is not None and group != '':
-        gidx = resolve_group(group, T)
-        if gidx is None: reasons.append(f"unknown rhyme group {group!r}: scored against the majority group")
-    ends = [body[i][-1] for i in range(1, len(body), 2) if body[i]]
+    gidx, res.rhymes = score_rhymes(body, N, group, T, reasons)
+    if gidx is not None: res.group = T.labels[gidx]
+    rtone = ZE if gidx is not None and T.by_idx[gidx].tone != '平' else PING
     first = body[0][-1] if body and body[0] else None
-    gidx = _rhyme_choice(ends, first, T, gidx)
-    rtone = PING
-    if gidx is not None:
-        g = T.by_idx[gidx]; res.group = T.labels[gidx]; rtone = PING if g.tone == '平' else ZE
-        hits = sum(1 for c in ends if gidx in T.readings.get(c, ()))
-        first_hit = 1 if first and gidx in T.readings.get(first, ()) else 0
-        slots = (N // 2) + first_hit
-        res.rhymes = 100.0 * (hits + first_hit) / slots if slots else 0.0
-        if hits < N // 2: reasons.append(f"{N//2 - hits} of {N//2} rhyme positions not in {g.label}")
-    else: reasons.append('no rhyme group: no rhyme character is in the table')
-    # tones: fit each line once against the four template lines (2nd tone x last tone), then sum per template
-    fits = list(map(fit_table(C, loose).get, codes))
-    if None in fits: fits = [f or _line_fits(code, C, loose) for f, code in zip(fits, codes)]  # lines not of C characters
-    absent = (N - len(body)) * ((C - (len(_FREE[C]) if loose else 0)) << _SHIFT)  # lines the poem lacks: 0 of their positions fit
     first_rhymes = bool(first and gidx is not None and gidx in T.readings.get(first, ()))
-    best = None
-    for name, pats, kinds in _template_kinds(C, N, rtone):
-        packed = absent + sum(map(tuple.__getitem__, fits, kinds))  # fits[i][kinds[i]] summed over the lines
-        ok, tot = packed & ((1 << _SHIFT) - 1), packed >> _SHIFT
-        sc = ok / tot if tot else 0.0
-        # ties: prefer the template whose first-line rhyme matches the poem
-        key = (sc, ('首句入韵' in name) == first_rhymes)
-        if best is None or key > best[0]: best = (key, name, pats)
-    res.tones = 100.0 * best[0][0]
-    res.template = best[1]
-    pats = best[2]
-    # antithesis
-    if not antithesis: res.antithesis = None
-    elif N < 8: res.antithesis = 100.0; reasons.append(f"antithesis not required of a {fkey}: scored 100")
-    else:
-        pairs = [(i, i+1) for i in range(2, N - 2, 2)]
-        vals = []
-        for i, j in pairs:
-            if j >= len(body): vals.append(0.0); continue
-            a, b = body[i], body[j]
-            par = couplet_parallelism(a, b)
-            tp = _OPP_POS[C]  # the fixed positions 2, 4, (6) and the last
-            if len(a) < C or len(b) < C: tp = [p for p in tp if p < len(a) and p < len(b)]
-            mi, mj = codes[i], codes[j]
-            opp = sum(1 for p in tp if _OPPOSED[mi[p]][mj[p]]) / len(_OPP_POS[C])
-            vals.append(0.5 * par + 0.5 * opp)
-        res.antithesis = 100.0 * sum(vals) / len(vals) if vals else 0.0
-        weak = [f"{i+1}-{j+1}" for (i, j), v in zip(pairs, vals) if v < 0.75]
-        if weak: reasons.append(f"weak antithesis in couplet(s) {', '.join(weak)}")
-    if res.antithesis is not None:
-        res.total = sum(WEIGHTS[k] * getattr(res, k) for k in WEIGHTS)
-    else: res.total = None
+    res.tones, res.template, pats = best_template(codes, C, N, rtone, loose, first_rhymes)
+    res.antithesis = score_antithesis(body, codes, N, C, res.form, reasons) if antithesis else None
+    res.total = sum(WEIGHTS[k] * getattr(res, k) for k in WEIGHTS) if res.antithesis is not None else None
     if detail: res.grid = _grid(body, [[int(ch) for ch in code] for code in codes], pats, loose, T, gidx, C)
     return res
 
@@ -624,7 +690,10 @@ def plot_grid(result:PoemScore,  # a result of `score_poem(..., detail=True)`
             ax.text(j + 0.47, y + 0.38, c['char'], ha='center', va='center', fontsize=15)
             ax.text(j + 0.47, y + 0.80, f"{c['expected'] or ''}/{c['actual']}", ha='center', va='center', fontsize=7, color='#333333')
             if c['rhyme']: ax.add_patch(Circle((j + 0.47, y + 0.40), 0.36, fill=False, lw=1.6, color='#1f5fbf' if c['rhyme'] == 'hit' else '#c0392b'))
-    ax.set_xlim(-0.1, C + 0.1); ax.set_ylim(-len(grid) + 0.9, 1.05); ax.set_aspect('equal'); ax.axis('off')
+    ax.set_xlim(-0.1, C + 0.1)
+    ax.set_ylim(-len(grid) + 0.9, 1.05)
+    ax.set_aspect('equal')
+    ax.axis('off')
     ax.set_title(f"{result.form} {result.template or ''} {result.group or ''}  tones {result.tones:.0f} rhymes {result.rhymes:.0f}", fontsize=9)
     return ax.figure
 
@@ -645,7 +714,9 @@ def parse_prompt(prompt  # the instruction: a string or a conversational list of
     for g in _GROUP_RE.finditer(prompt):
         idx = resolve_group(g.group(1))
         if idx is not None:
-            out['group'] = idx; out['group_label'] = pingshui_table().by_idx[idx].label; break
+            out['group'] = idx
+            out['group_label'] = pingshui_table().by_idx[idx].label
+            break
     return out
 
 # %% ../nbs/10_rhyme.ipynb #53812335
@@ -683,7 +754,8 @@ def rhyme_reward(prompts, completions, **kwargs)->list[float]:
 def _dimension_reward(dim):
     def reward(prompts, completions, **kwargs)->list[float]:
         return [getattr(s, dim) / 100 for s in score_completions(prompts, completions, **kwargs)]
-    reward.__name__ = f'{dim}_reward'; reward.__qualname__ = reward.__name__
+    reward.__name__ = f'{dim}_reward'
+    reward.__qualname__ = reward.__name__
     reward.__doc__ = f"GRPO reward: the {dim} score alone, in [0, 1]."
     return reward
 
@@ -772,7 +844,8 @@ def evaluate_corpus(data:str|Path|None=None,  # the poetry directory (default: `
     qts = [p for f in sorted((root/'quantangshi_sample').glob('poet.tang.*.json')) for p in load_poems(f)[:limit]]
     rows = []
     def add(dataset, protocol, poems, use_form=False):
-        r = evaluate_poems(poems, use_form=use_form, loose=loose); r.pop('_scores')
+        r = evaluate_poems(poems, use_form=use_form, loose=loose)
+        r.pop('_scores')
         rows.append({'dataset': dataset, 'protocol': protocol, **r})
     for name, poems in (('唐诗三百首', ts), ('全唐诗', qts)):
         reg = [p for p in poems if is_regular_shape(split_lines(p['paragraphs']))]
@@ -795,7 +868,9 @@ def plot_score_hist(scores:list,  # `PoemScore`s
         vals = [getattr(s, k) for s in scores if getattr(s, k) is not None]
         ax.hist(vals, bins=20, range=(0, 100), color='#4c72b0')
         ax.set_title(f"{k} (mean {statistics.fmean(vals):.1f})" if vals else k, fontsize=9)
-    axs[0].set_ylabel('poems'); fig.suptitle(title, fontsize=10); fig.tight_layout()
+    axs[0].set_ylabel('poems')
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
     return fig
 
 # %% ../nbs/10_rhyme.ipynb #688057cd
@@ -822,22 +897,31 @@ def cli_rhyme(argv:list|None=None  # arguments after `knowlm-nb rhyme`
         if a.group and resolve_group(a.group) is None: p.error(f"unknown rhyme group {a.group!r}: e.g. 东, 一东, 上平一东, 下平七阳")
         src = Path(a.source)
         looks_like_path = src.suffix in ('.json', '.jsonl', '.txt') or '/' in a.source
-        if looks_like_path and not src.exists(): print(f"knowlm-nb rhyme: error: {src}: no such file", file=sys.stderr); return 2
+        if looks_like_path and not src.exists():
+            print(f"knowlm-nb rhyme: error: {src}: no such file", file=sys.stderr)
+            return 2
         try: poems = load_poems(src) if src.exists() and src.is_file() else [{'title': '', 'author': '', 'paragraphs': [a.source], 'form': None}]
-        except DataFormatError as err: print(f"knowlm-nb rhyme: error: {err}", file=sys.stderr); return 2
+        except DataFormatError as err:
+            print(f"knowlm-nb rhyme: error: {err}", file=sys.stderr)
+            return 2
         recs = []
         for q in poems:
             r = score_poem(q['paragraphs'], form=a.form or q.get('form'), group=a.group, loose=not a.strict, detail=a.detail)
             recs.append({'title': q.get('title', ''), 'author': q.get('author', ''), **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.as_dict().items() if a.detail or k != 'grid'}})
-        if a.out: write_jsonl(a.out, recs); print(f"{len(recs)} poems scored -> {a.out}")
+        if a.out:
+            write_jsonl(a.out, recs)
+            print(f"{len(recs)} poems scored -> {a.out}")
         else:
             for r in recs: print(json.dumps(r, ensure_ascii=False))
         return 0
-    if find_poetry_dir(a.data) is None: print(f"knowlm-nb rhyme: error: no chinese-poetry data at {a.data or '../shared/data/poetry'} (set --data or $KNOWLM_NB_POETRY)", file=sys.stderr); return 2
+    if find_poetry_dir(a.data) is None:
+        print(f"knowlm-nb rhyme: error: no chinese-poetry data at {a.data or '../shared/data/poetry'} (set --data or $KNOWLM_NB_POETRY)", file=sys.stderr)
+        return 2
     t0 = time.perf_counter()
     rows = evaluate_corpus(a.data, limit=a.limit, loose=not a.strict)
     cols = ('dataset', 'protocol', 'poems', 'tones', 'rhymes', 'antithesis', 'length', 'total')
-    print('| ' + ' | '.join(cols) + ' |'); print('|' + '---|'*len(cols))
+    print('| ' + ' | '.join(cols) + ' |')
+    print('|' + '---|'*len(cols))
     for r in rows: print('| ' + ' | '.join(f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + ' |')
     print(f"({time.perf_counter() - t0:.1f}s, {'strict' if a.strict else '一三五不论 with 孤平/三平尾 checks'})")
     if a.out: write_json(a.out, rows)
@@ -898,7 +982,9 @@ def rhyme_demo(poem:str|None=None  # the poem to start with (default: 静夜思)
             s = score_poem(text.value, form=form.value or None, group=group.value or None, loose=not strict.value, detail=True)
             print(f"tones {s.tones:.1f}  rhymes {s.rhymes:.1f}  antithesis {s.antithesis:.1f}  length {s.length:.1f}  total {s.total:.1f}")
             for r in s.reasons: print(' -', r)
-            if s.grid: fig = plot_grid(s); plt.show(fig)
+            if s.grid:
+                fig = plot_grid(s)
+                plt.show(fig)
     for w in (text, form, group, strict): w.observe(show, 'value')
     show()
     return W.VBox([text, W.HBox([form, group, strict]), out])

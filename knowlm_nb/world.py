@@ -7,9 +7,11 @@ Docs: https://knowlm-nb.github.io/knowlm_nb/world.html.md"""
 # %% auto #0
 __all__ = ['SYLLABLES', 'ORG_KINDS', 'INVENTION_ADJ', 'INVENTION_NOUN', 'FIELDS', 'LANGS', 'RELATIONS', 'OPEN_BOOK', 'EVENTS',
            'PORTABILITY', 'FORMATS', 'SPLITS', 'Relation', 'WorldConfigError', 'WorldConfig', 'Entity', 'Fact', 'World',
-           'make_world', 'check_world', 'render', 'verbalise', 'recall_prompt', 'pretrain_documents', 'fact_records',
-           'qa_pairs', 'kb_passages', 'alpaca_records', 'knowrl_items', 'ie_examples', 'edit_cases', 'validate_record',
-           'generate_datasets', 'write_world', 'plot_world', 'world_demo', 'cli_world', 'pipeline_world']
+           'add_entity', 'draw_places', 'draw_people', 'draw_organisations', 'draw_inventions', 'draw_triples',
+           'draw_collaborations', 'split_facts', 'make_world', 'check_world', 'render', 'verbalise', 'recall_prompt',
+           'pretrain_documents', 'fact_records', 'qa_pairs', 'kb_passages', 'alpaca_records', 'knowrl_items',
+           'ie_examples', 'edit_cases', 'validate_record', 'generate_datasets', 'write_world', 'plot_world',
+           'world_demo', 'cli_world', 'pipeline_world']
 
 # %% ../nbs/01_world.ipynb #38af11a9
 import random, hashlib, argparse, time
@@ -209,55 +211,102 @@ def _unique_names(rng, n, n_syl, used):
         idx = tuple(rng.randrange(len(SYLLABLES)) for _ in range(n_syl))
         key = ''.join(SYLLABLES[i][0] for i in idx)
         if key in used: continue
-        used.add(key); out.append(idx)
+        used.add(key)
+        out.append(idx)
     return out
 
 def _en(idx): return ''.join(SYLLABLES[i][0] for i in idx).capitalize()
 def _zh(idx): return ''.join(SYLLABLES[i][1] for i in idx)
 
-# %% ../nbs/01_world.ipynb #67c19cc3
-def make_world(config:WorldConfig|None=None,  # sizes and seed (default `WorldConfig()`)
-               **kwargs  # or the config's fields directly, e.g. `seed=3, n_people=50`
-              )->World:
-    "Generate the toy knowledge world for `config`: deterministic for a given config."
-    if config is None: config = WorldConfig(**kwargs)
-    elif kwargs: raise TypeError("pass either a WorldConfig or keyword sizes, not both")
-    c, rng = config, random.Random(config.seed)
-    ents, facts, used = {}, [], set()
-    def add(t, en, zh):
-        e = Entity(f"{t}/{sum(1 for x in ents.values() if x.type == t):04d}", t, en, zh); ents[e.id] = e; return e.id
-    # countries, their languages and cities
+# %% ../nbs/01_world.ipynb #56a8ca02
+def add_entity(ents:dict,  # entity id -> `Entity`, filled in place
+               type_:str,  # the entity type, e.g. 'person'
+               en:str,  # English name
+               zh:str  # Chinese name
+              )->str:
+    "Add an entity with the next id of its type (`person/0007`) to `ents`; return its id."
+    e = Entity(f"{type_}/{sum(1 for x in ents.values() if x.type == type_):04d}", type_, en, zh)
+    ents[e.id] = e
+    return e.id
+
+# %% ../nbs/01_world.ipynb #bcbfd4c4
+def draw_places(rng:random.Random,  # the world's random generator
+                config:WorldConfig,  # sizes
+                ents:dict,  # entities, filled in place
+                used:set  # names already taken, filled in place
+               )->tuple:
+    "Draw the countries, each with its official language and its cities: `(countries, languages, cities_of)`."
     countries, languages, cities_of = [], [], {}
-    for idx in _unique_names(rng, c.n_countries, 2, used):
-        k = add('country', _en(idx) + 'ia', _zh(idx) + '亚'); countries.append(k)
-        languages.append(add('language', _en(idx) + 'ish', _zh(idx) + '语'))
-    cities = []
+    for idx in _unique_names(rng, config.n_countries, 2, used):
+        k = add_entity(ents, 'country', _en(idx) + 'ia', _zh(idx) + '亚')
+        countries.append(k)
+        languages.append(add_entity(ents, 'language', _en(idx) + 'ish', _zh(idx) + '语'))
     for k in countries:
-        cities_of[k] = [add('city', _en(idx), _zh(idx) + '城') for idx in _unique_names(rng, c.cities_per_country, rng.choice((2, 3)), used)]
-        cities += cities_of[k]
-    fields_ = [add('field', en, zh) for en, zh in FIELDS[:c.n_fields]]
-    years = {}
-    def year(y):
-        if y not in years: years[y] = add('year', str(y), f'{y}年')
-        return years[y]
-    # people: given + family name
+        names = _unique_names(rng, config.cities_per_country, rng.choice((2, 3)), used)
+        cities_of[k] = [add_entity(ents, 'city', _en(idx), _zh(idx) + '城') for idx in names]
+    return countries, languages, cities_of
+
+# %% ../nbs/01_world.ipynb #b47e25ee
+def draw_people(rng:random.Random,  # the world's random generator
+                config:WorldConfig,  # sizes
+                ents:dict,  # entities, filled in place
+                used:set  # names already taken, filled in place (family names)
+               )->tuple:
+    "Draw the people (given + family name) and their birth years: `(people, birth)`."
     people, birth = [], {}
-    given = _unique_names(rng, c.n_people, 2, set())
-    family = [_unique_names(rng, 1, 2, used)[0] for _ in range(c.n_people)]
+    given = _unique_names(rng, config.n_people, 2, set())
+    family = [_unique_names(rng, 1, 2, used)[0] for _ in range(config.n_people)]
     for g, f in zip(given, family):
-        p = add('person', f"{_en(g)} {_en(f)}", f"{_zh(g)}·{_zh(f)}"); people.append(p); birth[p] = rng.randint(1780, 1940)
-    # organisations: founder, year, headquarters
-    org_names = _unique_names(rng, c.n_orgs, 2, used)
-    founders = rng.sample(people, c.n_orgs)
+        p = add_entity(ents, 'person', f"{_en(g)} {_en(f)}", f"{_zh(g)}·{_zh(f)}")
+        people.append(p)
+        birth[p] = rng.randint(1780, 1940)
+    return people, birth
+
+# %% ../nbs/01_world.ipynb #ac8d692d
+def draw_organisations(rng:random.Random,  # the world's random generator
+                       config:WorldConfig,  # sizes
+                       ents:dict,  # entities, filled in place
+                       used:set,  # names already taken, filled in place
+                       people:list  # person ids, among whom the founders are drawn
+                      )->list:
+    "Draw the organisations, each with its founder: `[(organisation, founder), ...]`."
+    org_names = _unique_names(rng, config.n_orgs, 2, used)
+    founders = rng.sample(people, config.n_orgs)
     orgs = []
     for idx, fnd in zip(org_names, founders):
         ken, kzh = rng.choice(ORG_KINDS)
-        orgs.append((add('organisation', f"{_en(idx)} {ken}", f"{_zh(idx)}{kzh}"), fnd))
-    inv_pairs = rng.sample([(a, n) for a in range(len(INVENTION_ADJ)) for n in range(len(INVENTION_NOUN))], c.n_inventions)
-    inventions = [add('invention', f"{INVENTION_ADJ[a][0]} {INVENTION_NOUN[n][0]}", INVENTION_ADJ[a][1] + INVENTION_NOUN[n][1]) for a, n in inv_pairs]
-    # facts, in a fixed order
+        orgs.append((add_entity(ents, 'organisation', f"{_en(idx)} {ken}", f"{_zh(idx)}{kzh}"), fnd))
+    return orgs
+
+# %% ../nbs/01_world.ipynb #0dc56fbb
+def draw_inventions(rng:random.Random,  # the world's random generator
+                    config:WorldConfig,  # sizes
+                    ents:dict  # entities, filled in place
+                   )->list:
+    "Draw the inventions, each a distinct adjective + noun pair; return their ids."
+    inv_pairs = rng.sample([(a, n) for a in range(len(INVENTION_ADJ)) for n in range(len(INVENTION_NOUN))], config.n_inventions)
+    return [add_entity(ents, 'invention', f"{INVENTION_ADJ[a][0]} {INVENTION_NOUN[n][0]}", INVENTION_ADJ[a][1] + INVENTION_NOUN[n][1])
+            for a, n in inv_pairs]
+
+# %% ../nbs/01_world.ipynb #dce18c30
+def draw_triples(rng:random.Random,  # the world's random generator
+                 ents:dict,  # entities, filled in place (with the years the facts need)
+                 places:tuple,  # `(countries, languages, cities_of)` from `draw_places`
+                 fields:list,  # research field ids
+                 people:list,  # person ids
+                 birth:dict,  # person id -> birth year
+                 orgs:list,  # `[(organisation, founder), ...]` from `draw_organisations`
+                 inventions:list  # invention ids
+                )->list:
+    "The `(subject, relation, object)` triples of places, organisations, people and inventions, in a fixed order."
+    countries, languages, cities_of = places
+    cities = [ci for k in countries for ci in cities_of[k]]
+    years = {}
+    def year(y):
+        if y not in years: years[y] = add_entity(ents, 'year', str(y), f'{y}年')
+        return years[y]
     triples = []
-    for k, lang_, in zip(countries, languages):
+    for k, lang_ in zip(countries, languages):
         cap = rng.choice(cities_of[k])
         triples += [(k, 'capital', cap), (k, 'official_language', lang_)]
         triples += [(ci, 'located_in', k) for ci in cities_of[k]]
@@ -266,25 +315,57 @@ def make_world(config:WorldConfig|None=None,  # sizes and seed (default `WorldCo
     for o, fnd in orgs:
         triples += [(o, 'founded_by', fnd), (o, 'founding_year', year(birth[fnd] + rng.randint(20, 60))), (o, 'headquartered_in', rng.choice(cities))]
     org_ids = [o for o, _ in orgs]
-    field_of = {}
     for p in people:
-        bc = rng.choice(cities); field_of[p] = rng.choice(fields_)
+        bc = rng.choice(cities)
+        field = rng.choice(fields)
         triples += [(p, 'born_in', bc), (p, 'birth_year', year(birth[p])), (p, 'citizen_of', country_of[bc]),
-                    (p, 'works_for', founded.get(p) or rng.choice(org_ids)), (p, 'field_of', field_of[p])]
+                    (p, 'works_for', founded.get(p) or rng.choice(org_ids)), (p, 'field_of', field)]
     inventors = [rng.choice(people) for _ in inventions]
     for inv, p in zip(inventions, inventors):
         triples += [(p, 'invented', inv), (inv, 'invention_year', year(birth[p] + rng.randint(18, 80)))]
+    return triples
+
+# %% ../nbs/01_world.ipynb #56dd2a3f
+def draw_collaborations(rng:random.Random,  # the world's random generator
+                        n:int,  # how many pairs
+                        people:list  # person ids
+                       )->list:
+    "`n` distinct `(a, b)` pairs of people, sorted, with no pair also drawn as `(b, a)`."
     pairs = set()
-    while len(pairs) < c.collaborations:
+    while len(pairs) < n:
         a, b = rng.sample(people, 2)
         if (b, a) not in pairs: pairs.add((a, b))
-    triples += [(a, 'collaborated_with', b) for a, b in sorted(pairs)]
-    # splits: a fixed share of facts per split, drawn per fact
-    order = list(range(len(triples))); rng.shuffle(order)
-    n_tr = round(c.split[0]*len(triples)); n_va = round(c.split[1]*len(triples))
+    return sorted(pairs)
+
+# %% ../nbs/01_world.ipynb #34fc27e3
+def split_facts(rng:random.Random,  # the world's random generator
+                triples:list,  # `(subject, relation, object)` triples
+                split:tuple  # train / validation / test shares
+               )->list:
+    "Number the triples as `Fact`s (`f00000`, ...) and give each a split: a fixed share per split, drawn per fact."
+    order = list(range(len(triples)))
+    rng.shuffle(order)
+    n_tr = round(split[0]*len(triples))
+    n_va = round(split[1]*len(triples))
     split_of = {i: ('train' if r < n_tr else 'validation' if r < n_tr + n_va else 'test') for r, i in enumerate(order)}
-    facts = [Fact(f"f{i:05d}", s, r, o, split_of[i]) for i, (s, r, o) in enumerate(triples)]
-    return World(config, ents, facts)
+    return [Fact(f"f{i:05d}", s, r, o, split_of[i]) for i, (s, r, o) in enumerate(triples)]
+
+# %% ../nbs/01_world.ipynb #67c19cc3
+def make_world(config:WorldConfig|None=None,  # sizes and seed (default `WorldConfig()`)
+               **kwargs  # or the config's fields directly, e.g. `seed=3, n_people=50`
+              )->World:
+    "Generate the toy knowledge world for `config`: deterministic for a given config."
+    if config is None: config = WorldConfig(**kwargs)
+    elif kwargs: raise TypeError("pass either a WorldConfig or keyword sizes, not both")
+    rng, ents, used = random.Random(config.seed), {}, set()
+    places = draw_places(rng, config, ents, used)
+    fields_ = [add_entity(ents, 'field', en, zh) for en, zh in FIELDS[:config.n_fields]]
+    people, birth = draw_people(rng, config, ents, used)
+    orgs = draw_organisations(rng, config, ents, used, people)
+    inventions = draw_inventions(rng, config, ents)
+    triples = draw_triples(rng, ents, places, fields_, people, birth, orgs, inventions)
+    triples += [(a, 'collaborated_with', b) for a, b in draw_collaborations(rng, config.collaborations, people)]
+    return World(config, ents, split_facts(rng, triples, config.split))
 
 # %% ../nbs/01_world.ipynb #e8656e64
 def check_world(world:World)->list:
@@ -293,7 +374,9 @@ def check_world(world:World)->list:
     seen = {}
     for f in world.facts:
         r = RELATIONS.get(f.r)
-        if r is None: bad.append(f"{f.id}: unknown relation {f.r!r}"); continue
+        if r is None:
+            bad.append(f"{f.id}: unknown relation {f.r!r}")
+            continue
         if E[f.s].type != r.subj or E[f.o].type != r.obj: bad.append(f"{f.id}: {f.r} expects {r.subj}->{r.obj}, got {E[f.s].type}->{E[f.o].type}")
         key = (f.s, f.r) if not r.symmetric else (min(f.s, f.o), f.r, max(f.s, f.o))
         if r.functional and key in seen and seen[key] != f.o: bad.append(f"{f.id}: {f.r} is functional but {f.s} has {seen[key]} and {f.o}")
@@ -334,7 +417,9 @@ def render(template:str,  # a template with `{s}` and `{o}`
     if o is None: return text.rstrip(), s_span, None
     o_span = (len(text), len(text) + len(o))
     if '{s}' in post:  # subject after the object
-        j = post.find('{s}'); s_span = (o_span[1] + j, o_span[1] + j + len(s)); post = post.replace('{s}', s)
+        j = post.find('{s}')
+        s_span = (o_span[1] + j, o_span[1] + j + len(s))
+        post = post.replace('{s}', s)
     return text + o + post, s_span, o_span
 
 def verbalise(world:World, fact:Fact,  # the fact to say
@@ -392,7 +477,8 @@ def fact_records(world:World)->list:
         r = RELATIONS[f.r]
         rec = {'id': f.id, 'subject': f.s, 'relation': f.r, 'object': f.o, 'split': f.split, 'functional': r.functional}
         for lang in LANGS:
-            rec[f'subject_{lang}'] = world.name(f.s, lang); rec[f'object_{lang}'] = world.name(f.o, lang)
+            rec[f'subject_{lang}'] = world.name(f.s, lang)
+            rec[f'object_{lang}'] = world.name(f.o, lang)
             rec[f'answers_{lang}'] = [world.name(x, lang) for x in world.objects(f.s, f.r)]
             rec[f'prompts_{lang}'] = [recall_prompt(world, f, lang, t) for t in r.train[lang]]
             rec[f'heldout_prompts_{lang}'] = [recall_prompt(world, f, lang, t) for t in r.heldout[lang]]
@@ -464,7 +550,9 @@ def ie_examples(world:World, max_facts:int=3)->list:
         rng.shuffle(fl)
         groups = []
         while fl:
-            k = rng.randint(1, max_facts); groups.append(fl[:k]); fl = fl[k:]
+            k = rng.randint(1, max_facts)
+            groups.append(fl[:k])
+            fl = fl[k:]
         for g in groups:
             # a group belongs to one split: the strictest of its facts (test > validation > train)
             split = max((f.split for f in g), key=['train', 'validation', 'test'].index)
@@ -506,7 +594,8 @@ def edit_cases(world:World)->list:
     facts = [f for f in world.facts if f.r in PORTABILITY]
     others = [f for f in world.facts if RELATIONS[f.r].functional]
     for f in facts:
-        r = RELATIONS[f.r]; hop, port = PORTABILITY[f.r]
+        r = RELATIONS[f.r]
+        hop, port = PORTABILITY[f.r]
         old2 = world.objects(f.o, hop)
         cands = [e.id for e in world.of_type(r.obj) if e.id != f.o and world.objects(e.id, hop) != old2]
         if not cands: continue
@@ -581,7 +670,8 @@ def write_world(out:str|Path,  # output directory
                )->dict:
     "Write every dataset of the world as `out/<name>.jsonl` plus `entities.jsonl` and `manifest.json`; return the manifest."
     config = config or WorldConfig()
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     world = make_world(config)
     problems = check_world(world)
     if problems: raise RuntimeError(f"generated world is inconsistent ({len(problems)} problems), first: {problems[0]}")
@@ -608,8 +698,12 @@ def plot_world(world:World):
     bottom = [0]*len(rels)
     for sp, col in zip(SPLITS, ('#4c72b0', '#dd8452', '#55a868')):
         h = [sum(1 for f in world.facts if f.r == r and f.split == sp) for r in rels]
-        ax.bar(rels, h, bottom=bottom, label=sp, color=col); bottom = [x + y for x, y in zip(bottom, h)]
-    ax.set_ylabel('facts'); ax.set_title(f'{world!r}'); ax.legend(); ax.tick_params(axis='x', rotation=60)
+        ax.bar(rels, h, bottom=bottom, label=sp, color=col)
+        bottom = [x + y for x, y in zip(bottom, h)]
+    ax.set_ylabel('facts')
+    ax.set_title(f'{world!r}')
+    ax.legend()
+    ax.tick_params(axis='x', rotation=60)
     fig.tight_layout()
     return fig
 
@@ -626,7 +720,9 @@ def world_demo(world:World|None=None):
         with out:
             for f, flipped in by.get(ent.value, []):
                 print(_sentence(world, f, lang.value, RELATIONS[f.r].train[lang.value][0], flipped), f"  [{f.r}, {f.split}]")
-    ent.observe(show, 'value'); lang.observe(show, 'value'); show()
+    ent.observe(show, 'value')
+    lang.observe(show, 'value')
+    show()
     return W.VBox([W.HBox([ent, lang]), out])
 
 # %% ../nbs/01_world.ipynb #b63f03b2
@@ -639,10 +735,12 @@ def cli_world(argv:list|None=None):
         p.add_argument('--' + f.name.replace('_', '-'), type=int, default=f.default, help=f'(default: {f.default})')
     p.add_argument('--split', type=float, nargs=3, default=WorldConfig.split, metavar=('TRAIN', 'VAL', 'TEST'))
     a = p.parse_args(argv)
-    kw = {f.name: getattr(a, f.name) for f in dc_fields(WorldConfig)}; kw['split'] = tuple(kw['split'])
+    kw = {f.name: getattr(a, f.name) for f in dc_fields(WorldConfig)}
+    kw['split'] = tuple(kw['split'])
     try: cfg = WorldConfig(**kw)
     except WorldConfigError as e: p.error(str(e))
-    t0 = time.perf_counter(); m = write_world(a.out, cfg)
+    t0 = time.perf_counter()
+    m = write_world(a.out, cfg)
     print(f"world seed={cfg.seed}: {m['entities']} entities, {m['facts']} facts -> {a.out} ({time.perf_counter()-t0:.1f}s)")
     for k, v in m['datasets'].items(): print(f"  {v['file']:<24} {v['records']:>7} records")
     return 0
@@ -653,9 +751,12 @@ def pipeline_world(report, ctx:dict):
     t0 = time.perf_counter()
     m = write_world(Path(ctx['out'])/'world', cfg)
     dt = time.perf_counter() - t0
-    world = make_world(cfg); ctx['world'] = world; ctx['world_dir'] = Path(ctx['out'])/'world'
+    world = make_world(cfg)
+    ctx['world'] = world
+    ctx['world_dir'] = Path(ctx['out'])/'world'
     report.section('World', f"The toy knowledge world (seed {cfg.seed}): {m['entities']} entities, {m['facts']} facts "
                    f"over {len(RELATIONS)} relations, generated and written in {dt:.1f}s. Consistency violations: {len(check_world(world))}.")
     report.table([{'dataset': k, 'records': v['records'], 'sha256': v['sha256'][:12]} for k, v in m['datasets'].items()])
     report.figure(plot_world(world), 'world_facts', 'Facts per relation and split')
-    report.metric('world', 'entities', m['entities']); report.metric('world', 'facts', m['facts'])
+    report.metric('world', 'entities', m['entities'])
+    report.metric('world', 'facts', m['facts'])
