@@ -108,6 +108,11 @@ def main():
         print(f"index: {info[1]['chunks']:,} chunks, {info[1]['tokens']:,} tokens (BOS/EOS included), fill ratio {info[1]['fill_ratio']:.3f}; "
               f"1 and 2 workers byte-identical: {same}")
         print(f"random reads: {rr:,.0f} samples/s (median of {a.runs} x 10,000 uniform random indices, ds[i] as a numpy view)")
+        from results_io import write_results
+        write_results('chunking', {'corpus_mb': round(size/1e6, 1), 'runs': a.runs, 'max_len': a.max_len, 'floor_seconds': round(floor, 2),
+                                   'x_floor': {f'{w}_worker{"s" if w > 1 else ""}': round(med[f"full-{w}"]/floor, 2) for w in (1, 2)},
+                                   'peak_rss_mb': round(info[1]['rss_self_mb']), 'peak_rss_half_corpus_mb': round(halfres['rss_self_mb']),
+                                   'random_reads_per_s': round(rr), 'byte_identical_1_vs_2_workers': same, 'fill_ratio': round(info[1]['fill_ratio'], 3)})
 
 if __name__ == '__main__':
     main()

@@ -35,5 +35,8 @@ def main():
     print(f"knowlm_nb foundation bench — python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.machine()}, median of {a.runs}")
     print(f"{'what':<72} {'seconds':>9}  rate")
     for what, t, rate in rows: print(f"{what:<72} {t:>9.3f}  {rate}")
+    from results_io import write_results
+    write_results('foundation', {'runs': a.runs, 'rows': [{'what': w_, 'seconds': round(t_, 4), 'rate': r_} for w_, t_, r_ in rows],
+                                 'default_world': {'entities': len(make_world().entities), 'facts': len(make_world().facts)}})
 
 if __name__ == '__main__': main()

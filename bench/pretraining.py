@@ -255,9 +255,7 @@ def main():
         figures['tiny_lm'] = {'first_build_seconds': None if home is None else round(first, 1), 'build_record_seconds': b.get('build_seconds', b['seconds']),
                               'cached_load_seconds': round(load, 2), 'steps': b['steps'], 'tokens': b['tokens'],
                               'recall_train': {k: round(v, 3) for k, v in tr.items()}, 'recall_heldout': {k: round(v, 3) for k, v in ho.items()}}
-    path = Path(a.out_json or RESULTS/'pretraining.json')
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(figures, indent=1) + '\n')
-    print(f"figures written to {path}")
+    from results_io import write_results
+    write_results('pretraining', figures, a.out_json)
 
 if __name__ == '__main__': main()

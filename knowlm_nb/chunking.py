@@ -9,18 +9,19 @@ __all__ = ['sentence_bounds', 'split_sentences', 'ChunkTokenizer', 'as_tokenizer
            'pack_sentences', 'min_chunks_bruteforce', 'ChunkConfig', 'check_special_tokens', 'chunk_texts',
            'chunk_document', 'IndexFormatError', 'ForeignIndexError', 'index_dtype', 'IndexedDatasetWriter',
            'IndexedDataset', 'write_knowlm_legacy', 'read_knowlm_dis', 'read_knowlm_legacy', 'open_index',
-           'merge_indexed', 'mixture_indices', 'reading_counts', 'read_txt_file', 'read_txt_blocks',
-           'read_jsonl_documents', 'iter_documents', 'check_corpus_inputs', 'chunk_batches_serial',
-           'chunk_batches_parallel', 'corpus_summary', 'format_summary', 'chunk_corpus', 'world_articles',
-           'compare_modes', 'plot_chunk_lengths', 'cli_chunk', 'pipeline_chunking', 'render_chunks', 'chunk_demo']
+           'merge_indexed', 'mixture_indices', 'reading_counts', 'read_txt_documents', 'read_jsonl_documents',
+           'iter_documents', 'check_corpus_inputs', 'chunk_batches_serial', 'chunk_batches_parallel', 'corpus_summary',
+           'format_summary', 'chunk_corpus', 'world_articles', 'compare_modes', 'plot_chunk_lengths', 'cli_chunk',
+           'pipeline_chunking', 'render_chunks', 'chunk_demo']
 
 # %% ../nbs/03_chunking.ipynb #c6d8041a
-import os, re, sys, json, math, time, pickle, shutil, struct, bisect, tempfile, argparse, itertools, contextlib
+import os, re, json, math, time, pickle, shutil, struct, bisect, tempfile, argparse, itertools, contextlib
 from collections import Counter, deque
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 import numpy as np
-from .core import DataFormatError, atomic_write, write_json, read_json
+from .core import (DataFormatError, InputError, ConfigError, atomic_write, write_json, read_json, iter_jsonl, iter_text_blocks,
+                            config_parser, parse_config, run_command)
 from .world import make_world, pretrain_documents
 
 # %% ../nbs/03_chunking.ipynb #71604155
@@ -152,8 +153,8 @@ def _token_bounds_from_offsets(offsets, char_bounds):
     return out
 
 # %% ../nbs/03_chunking.ipynb #e937242e
-class OverlongSentenceError(ValueError):
-    "A sentence is longer than the window and `overlong='error'` was asked for."
+class OverlongSentenceError(InputError):
+    "A sentence is longer than the window and `overlong='error'` was asked for (bad input: the command exits 2)."
 
 def _knowlm_blocks(n_tokens, max_len):
     "How many slices KnowLM cut an over-long Chinese sentence into: ceil(n/max_len), one more if the remainder is >= 80% of the window."
@@ -275,15 +276,15 @@ class ChunkConfig:
 
     def __post_init__(self):
         if not isinstance(self.max_len, int) or isinstance(self.max_len, bool) or self.max_len < 1:
-            raise ValueError(f"ChunkConfig.max_len must be a positive int, got {self.max_len!r}")
+            raise ConfigError(f"ChunkConfig.max_len must be a positive int, got {self.max_len!r}")
         if self.max_len < int(self.bos) + int(self.eos) + 1:
-            raise ValueError(f"ChunkConfig.max_len={self.max_len} is smaller than BOS+EOS plus one token "
+            raise ConfigError(f"ChunkConfig.max_len={self.max_len} is smaller than BOS+EOS plus one token "
                              f"({int(self.bos) + int(self.eos) + 1}); raise max_len or turn off bos/eos")
-        if self.mode not in ('greedy', 'knowlm'): raise ValueError(f"ChunkConfig.mode must be 'greedy' or 'knowlm', got {self.mode!r}")
-        if self.overlong not in ('split', 'drop', 'error'): raise ValueError(f"ChunkConfig.overlong must be 'split', 'drop' or 'error', got {self.overlong!r}")
-        if self.lang not in _SPLITTERS: raise ValueError(f"ChunkConfig.lang must be one of {sorted(_SPLITTERS)}, got {self.lang!r}")
+        if self.mode not in ('greedy', 'knowlm'): raise ConfigError(f"ChunkConfig.mode must be 'greedy' or 'knowlm', got {self.mode!r}")
+        if self.overlong not in ('split', 'drop', 'error'): raise ConfigError(f"ChunkConfig.overlong must be 'split', 'drop' or 'error', got {self.overlong!r}")
+        if self.lang not in _SPLITTERS: raise ConfigError(f"ChunkConfig.lang must be one of {sorted(_SPLITTERS)}, got {self.lang!r}")
         if self.min_len is not None and (not isinstance(self.min_len, int) or self.min_len < 0):
-            raise ValueError(f"ChunkConfig.min_len must be None or an int >= 0, got {self.min_len!r}")
+            raise ConfigError(f"ChunkConfig.min_len must be None or an int >= 0, got {self.min_len!r}")
 
     @property
     def min_tokens(self)->int:
@@ -294,9 +295,9 @@ class ChunkConfig:
 def check_special_tokens(tk:ChunkTokenizer,  # the tokenizer
                          config:ChunkConfig  # asks for BOS and EOS, or not
                         ):
-    "Raise a `ValueError` when `config` asks for a BOS or EOS token that the tokenizer lacks."
-    if config.bos and tk.bos_id is None: raise ValueError(f"tokenizer {tk.name!r} has no BOS token: set bos=False (--no-bos)")
-    if config.eos and tk.eos_id is None: raise ValueError(f"tokenizer {tk.name!r} has no EOS token: set eos=False (--no-eos)")
+    "Raise a `ConfigError` (a `ValueError`) when `config` asks for a BOS or EOS token that the tokenizer lacks."
+    if config.bos and tk.bos_id is None: raise ConfigError(f"tokenizer {tk.name!r} has no BOS token: set bos=False (--no-bos)")
+    if config.eos and tk.eos_id is None: raise ConfigError(f"tokenizer {tk.name!r} has no EOS token: set eos=False (--no-eos)")
 
 # %% ../nbs/03_chunking.ipynb #098d1285
 _STAT_KEYS = ('documents', 'sentences', 'overlong_sentences', 'chunks', 'tokens', 'doc_tokens',
@@ -826,43 +827,24 @@ def reading_counts(counts:dict|None=None  # a dict to fill in place (None: a new
     return c
 
 # %% ../nbs/03_chunking.ipynb #a426fe43
-def read_txt_file(f,  # the file, opened in binary mode
-                  path:Path,  # its path, for messages
-                  source:str,  # the source name of its documents
-                  counts:dict,  # `reading_counts`, updated in place
-                  errors:str  # 'strict' (raise on bad input) or 'skip' (count and go on)
-                 ):
-    "Yield `(text, source, nbytes)` once: the whole .txt file as one document."
-    raw = f.read()
-    counts['input_bytes'] += len(raw)
+def read_txt_documents(path:Path,  # a .txt file
+                       source:str,  # the source name of its documents
+                       counts:dict,  # `reading_counts`, updated in place
+                       errors:str,  # 'strict' (raise on bad input) or 'skip' (count and go on)
+                       unit:str='block'  # one document per 'block' of lines between blank lines, or the whole 'file'
+                      ):
+    "Yield `(text, source, nbytes)` for each document of a .txt file: each block of `iter_text_blocks`, or the whole file."
+    on_error = lambda msg: _skip(counts, msg, errors)
+    if unit == 'block':
+        for text, nbytes in iter_text_blocks(path, on_error=on_error): yield text, source, nbytes
+        return
+    raw = Path(path).read_bytes()
     try: text = raw.decode('utf-8')
-    except UnicodeDecodeError as e: _skip(counts, f"{path}: invalid UTF-8 at byte offset {e.start} ({e.reason})", errors)
+    except UnicodeDecodeError as e: on_error(f"{path}: invalid UTF-8 at byte offset {e.start} ({e.reason})")
     else: yield text, source, len(raw)
 
-def read_txt_blocks(f,  # the file, opened in binary mode
-                    path:Path,  # its path, for messages
-                    source:str,  # the source name of its documents
-                    counts:dict,  # `reading_counts`, updated in place
-                    errors:str  # 'strict' (raise on bad input) or 'skip' (count and go on)
-                   ):
-    "Yield `(text, source, nbytes)` for each blank-line-separated block of a .txt file."
-    block, start, pos = [], 0, 0
-    for line in itertools.chain(f, [b'']):  # a final empty line flushes the last block
-        if line.strip():
-            if not block: start = pos
-            block.append(line)
-        elif block:
-            raw = b''.join(block)
-            block = []
-            try: text = raw.decode('utf-8').rstrip('\r\n')
-            except UnicodeDecodeError as e: _skip(counts, f"{path}: invalid UTF-8 at byte offset {start + e.start} ({e.reason})", errors)
-            else: yield text, source, len(raw)
-        pos += len(line)
-        counts['input_bytes'] += len(line)
-
 # %% ../nbs/03_chunking.ipynb #b8770516
-def read_jsonl_documents(f,  # the file, opened in binary mode
-                         path:Path,  # its path, for messages
+def read_jsonl_documents(path:Path,  # a .jsonl file
                          source:str,  # the source name of its documents, unless `source_field` gives one per record
                          counts:dict,  # `reading_counts`, updated in place
                          errors:str,  # 'strict' (raise on bad input) or 'skip' (count and go on)
@@ -870,36 +852,15 @@ def read_jsonl_documents(f,  # the file, opened in binary mode
                          source_field:str|None=None  # the field naming each record's source
                         ):
     "Yield `(text, source, nbytes)` for each record of a .jsonl file."
-    pos = 0
-    for lineno, line in enumerate(f, 1):
-        at, pos = pos, pos + len(line)
-        counts['input_bytes'] += len(line)
-        try: s = line.decode('utf-8')
-        except UnicodeDecodeError as e:
-            _skip(counts, f"{path}:{lineno}: invalid UTF-8 at byte offset {at + e.start} ({e.reason})", errors)
-            continue
-        if not s.strip(): continue
-        try: rec = json.loads(s)
-        except json.JSONDecodeError as e:
-            _skip(counts, f"{path}:{lineno}: invalid JSON at column {e.colno}: {e.msg}", errors)
-            continue
-        if not isinstance(rec, dict):
-            _skip(counts, f"{path}:{lineno}: expected a JSON object, got {type(rec).__name__}", errors)
-            continue
-        if field not in rec:
-            _skip(counts, f"{path}:{lineno}: missing field {field!r} (record has {sorted(rec)[:10]})", errors)
-            continue
-        t = rec[field]
-        if not isinstance(t, str):
-            _skip(counts, f"{path}:{lineno}: field {field!r} is {type(t).__name__}, expected a string", errors)
-            continue
-        s_src = source
-        if source_field is not None:
-            s_src = rec.get(source_field)
-            if not isinstance(s_src, str):
+    with open(path, 'rb') as f:  # the same lines, read in step with `iter_jsonl`, give each record's size
+        sizes, seen = map(len, f), 0
+        for lineno, rec in iter_jsonl(path, (field,), numbered=True, on_error=lambda msg: _skip(counts, msg, errors)):
+            nbytes = next(itertools.islice(sizes, lineno - seen - 1, None))
+            seen, t = lineno, rec[field]
+            if not isinstance(t, str): _skip(counts, f"{path}:{lineno}: field {field!r} is {type(t).__name__}, expected a string", errors)
+            elif source_field is not None and not isinstance(rec.get(source_field), str):
                 _skip(counts, f"{path}:{lineno}: source field {source_field!r} missing or not a string", errors)
-                continue
-        yield t, s_src, len(line)
+            else: yield t, (source if source_field is None else rec[source_field]), nbytes
 
 # %% ../nbs/03_chunking.ipynb #c59babf1
 def iter_documents(path:str|Path,  # a .txt or .jsonl file
@@ -911,23 +872,21 @@ def iter_documents(path:str|Path,  # a .txt or .jsonl file
                   ):
     "Yield `(text, source, nbytes)` for each non-empty document of a file."
     path = Path(path)
-    if errors not in ('strict', 'skip'): raise ValueError(f"errors must be 'strict' or 'skip', got {errors!r}")
-    if txt_unit not in ('block', 'file'): raise ValueError(f"txt_unit must be 'block' or 'file', got {txt_unit!r}")
+    if errors not in ('strict', 'skip'): raise InputError(f"errors must be 'strict' or 'skip', got {errors!r}")
+    if txt_unit not in ('block', 'file'): raise InputError(f"txt_unit must be 'block' or 'file', got {txt_unit!r}")
     c = reading_counts(counts)
     ext = path.suffix.lower()
     if ext not in ('.txt', '.jsonl'): raise DataFormatError(f"{path}: unsupported input, expected a .txt or .jsonl file")
     c['files'] += 1
+    c['input_bytes'] += path.stat().st_size
     found = 0
-    with open(path, 'rb') as f:
-        if ext == '.jsonl': docs = read_jsonl_documents(f, path, path.stem, c, errors, field, source_field)
-        elif txt_unit == 'file': docs = read_txt_file(f, path, path.stem, c, errors)
-        else: docs = read_txt_blocks(f, path, path.stem, c, errors)
-        for text, source, nbytes in docs:
-            if not text.strip():
-                c['empty_documents'] += 1
-                continue
-            found += 1
-            yield text, source, nbytes
+    docs = read_jsonl_documents(path, path.stem, c, errors, field, source_field) if ext == '.jsonl' else read_txt_documents(path, path.stem, c, errors, txt_unit)
+    for text, source, nbytes in docs:
+        if not text.strip():
+            c['empty_documents'] += 1
+            continue
+        found += 1
+        yield text, source, nbytes
     if not found:
         c['empty_files'] += 1
         if len(c['warnings']) < 20: c['warnings'].append(f"{path}: no non-empty documents")
@@ -938,11 +897,11 @@ def check_corpus_inputs(inputs:list,  # .txt / .jsonl files
                        )->list:
     "The inputs as `Path`s, once each is found to be an existing .txt or .jsonl file and `workers` an int >= 1."
     inputs = [Path(p) for p in inputs]
-    if not inputs: raise ValueError("no input files")
+    if not inputs: raise InputError("no input files")
     for p in inputs:
         if not p.is_file(): raise FileNotFoundError(f"input {p} does not exist or is not a file")
         if p.suffix.lower() not in ('.txt', '.jsonl'): raise DataFormatError(f"{p}: unsupported input, expected a .txt or .jsonl file")
-    if not isinstance(workers, int) or workers < 1: raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    if not isinstance(workers, int) or workers < 1: raise InputError(f"workers must be an int >= 1, got {workers!r}")
     return inputs
 
 # %% ../nbs/03_chunking.ipynb #13eb260d
@@ -1119,39 +1078,36 @@ def plot_chunk_lengths(rows:list,  # from `compare_modes`
     return fig
 
 # %% ../nbs/03_chunking.ipynb #9e30c2fd
+def _corpus_arguments(p:argparse.ArgumentParser  # from `config_parser(ChunkConfig, ...)`
+                     )->argparse.ArgumentParser:
+    "Add the arguments of `knowlm-nb chunk` that are not `ChunkConfig` fields: the corpus, the tokenizer, the output."
+    g = p.add_argument_group('corpus, tokenizer and output')
+    g.add_argument('inputs', nargs='*', metavar='INPUT', help='.txt (one document per block of lines between blank lines) or .jsonl files (required)')
+    g.add_argument('--tokenizer', metavar='PATH', help='a fast tokenizer: directory with tokenizer.json, or the file (required)')
+    g.add_argument('--out', metavar='PREFIX', help='writes PREFIX.bin, PREFIX.idx and PREFIX.summary.json (required)')
+    g.add_argument('--workers', type=int, default=1, help='processes (default: 1)')
+    g.add_argument('--field', default='text', help='JSONL field holding the text (default: text)')
+    g.add_argument('--source-field', default=None, help="JSONL field naming each document's source, e.g. lang (default: the file name)")
+    g.add_argument('--errors', choices=['strict', 'skip'], default='strict', help='on bad input: stop with the file/line/byte, or skip and count (default: strict)')
+    g.add_argument('--txt-unit', choices=['block', 'file'], default='block', help='.txt: one document per blank-line block or per file (default: block)')
+    g.add_argument('--quiet', action='store_true', help='no progress bar')
+    return p
+
 def cli_chunk(argv:list|None=None  # command-line arguments (default: sys.argv[1:])
              )->int:
     "`knowlm-nb chunk`: cut .txt/.jsonl documents into sentence-aligned chunks and write an mmap index."
-    p = argparse.ArgumentParser(prog='knowlm-nb chunk', description=cli_chunk.__doc__)
-    p.add_argument('inputs', nargs='+', metavar='INPUT', help='.txt (one document per blank-line-separated block) or .jsonl files')
-    p.add_argument('--tokenizer', required=True, metavar='PATH', help='a fast tokenizer: directory with tokenizer.json, or the file')
-    p.add_argument('--max-len', type=int, default=1024, help='the window in tokens, BOS/EOS included (default: 1024)')
-    p.add_argument('--out', required=True, metavar='PREFIX', help='writes PREFIX.bin, PREFIX.idx and PREFIX.summary.json')
-    p.add_argument('--workers', type=int, default=1, help='processes (default: 1)')
-    p.add_argument('--field', default='text', help='JSONL field holding the text (default: text)')
-    p.add_argument('--source-field', default=None, help="JSONL field naming each document's source, e.g. lang (default: the file name)")
-    p.add_argument('--errors', choices=['strict', 'skip'], default='strict', help='on bad input: stop with the file/line/byte, or skip and count (default: strict)')
-    p.add_argument('--mode', choices=['greedy', 'knowlm'], default='greedy', help='greedy: exact cover, fewest chunks; knowlm: overlapping, as KnowLM did')
-    p.add_argument('--min-len', type=int, default=None, help='drop chunks shorter than this (default: 1 greedy, 21 knowlm)')
-    p.add_argument('--overlong', choices=['split', 'drop', 'error'], default='split', help='a sentence longer than the window (default: split)')
-    p.add_argument('--lang', choices=['auto', 'zh', 'en'], default='auto', help='sentence rules (default: auto)')
-    p.add_argument('--txt-unit', choices=['block', 'file'], default='block', help='.txt: one document per blank-line block or per file')
-    p.add_argument('--no-bos', action='store_true', help='no BOS before each document')
-    p.add_argument('--no-eos', action='store_true', help='no EOS after each document')
-    p.add_argument('--quiet', action='store_true', help='no progress bar')
-    a = p.parse_args(argv)
+    p = _corpus_arguments(config_parser(ChunkConfig, 'knowlm-nb chunk', 'cut .txt/.jsonl documents into sentence-aligned chunks and write an mmap index'))
     try:
-        cfg = ChunkConfig(max_len=a.max_len, mode=a.mode, bos=not a.no_bos, eos=not a.no_eos, min_len=a.min_len, overlong=a.overlong, lang=a.lang)
-        if a.workers < 1: raise ValueError(f"--workers must be >= 1, got {a.workers}")
-    except ValueError as e: p.error(str(e))
-    try:
-        s = chunk_corpus(a.inputs, a.tokenizer, a.out, cfg, workers=a.workers, field=a.field, errors=a.errors, txt_unit=a.txt_unit,
-                         source_field=a.source_field, progress=not a.quiet)
-    except (DataFormatError, OverlongSentenceError, FileNotFoundError, ValueError) as e:
-        print(f"knowlm-nb chunk: error: {e}", file=sys.stderr)
-        return 1
-    print(format_summary(s))
-    return 0
+        cfg, a = parse_config(ChunkConfig, argv, p)
+        missing = [k for k, v in (('INPUT', a.inputs), ('--tokenizer', a.tokenizer), ('--out', a.out)) if not v]
+        if missing: p.error('the following arguments are required: ' + ', '.join(missing))
+    except SystemExit as e: return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    run = dict(inputs=a.inputs, tokenizer=a.tokenizer, out=a.out, config=cfg, workers=a.workers, field=a.field, errors=a.errors,
+               txt_unit=a.txt_unit, source_field=a.source_field, progress=not a.quiet)
+    if a.dry_run:
+        print(json.dumps({**run, 'config': asdict(cfg)}, indent=1, ensure_ascii=False))
+        return 0
+    return run_command('knowlm-nb chunk', lambda: print(format_summary(chunk_corpus(**run))))
 
 # %% ../nbs/03_chunking.ipynb #06a93e94
 def pipeline_chunking(report, ctx:dict):

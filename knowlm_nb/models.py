@@ -11,10 +11,10 @@ __all__ = ['SPECIAL_TOKENS', 'MODEL_REGISTRY', 'train_tokenizer', 'tiny_config',
            'tokenizer_demo', 'cli_models', 'pipeline_models']
 
 # %% ../nbs/02_models.ipynb #5537f4eb
-import os, time, shutil, socket, tempfile, argparse
+import os, time, socket, argparse
 from dataclasses import dataclass, asdict
 from pathlib import Path
-from .core import cached_build, seed_everything, pick_device
+from .core import cached_build, seed_everything, pick_device, atomic_dir, ConfigError, run_command
 from .world import WorldConfig, make_world, pretrain_documents
 
 # %% ../nbs/02_models.ipynb #e96664e6
@@ -27,7 +27,7 @@ def train_tokenizer(texts,  # an iterable of strings (or a list): the training c
                    ):
     "Train a byte-level BPE tokenizer (lossless on any text) and wrap it as a Hugging Face fast tokenizer."
     if not isinstance(vocab_size, int) or vocab_size < 256 + len(SPECIAL_TOKENS):
-        raise ValueError(f"vocab_size must be an int >= {256 + len(SPECIAL_TOKENS)} (256 bytes + special tokens), got {vocab_size!r}")
+        raise ConfigError(f"vocab_size must be an int >= {256 + len(SPECIAL_TOKENS)} (256 bytes + special tokens), got {vocab_size!r}")
     from tokenizers import Tokenizer, Regex, models, pre_tokenizers, decoders, trainers
     from transformers import PreTrainedTokenizerFast
     tok = Tokenizer(models.BPE())
@@ -54,10 +54,10 @@ def tiny_config(arch:str='llama',  # 'llama' or 'qwen2'
                ):
     "A small `LlamaConfig` or `Qwen2Config` with sizes as arguments."
     from transformers import LlamaConfig, Qwen2Config
-    if arch not in ('llama', 'qwen2'): raise ValueError(f"unknown arch {arch!r}: expected 'llama' or 'qwen2'")
-    if hidden_size % n_heads: raise ValueError(f"hidden_size ({hidden_size}) must be divisible by n_heads ({n_heads})")
+    if arch not in ('llama', 'qwen2'): raise ConfigError(f"unknown arch {arch!r}: expected 'llama' or 'qwen2'")
+    if hidden_size % n_heads: raise ConfigError(f"hidden_size ({hidden_size}) must be divisible by n_heads ({n_heads})")
     n_kv = n_kv_heads or n_heads
-    if n_heads % n_kv: raise ValueError(f"n_heads ({n_heads}) must be divisible by n_kv_heads ({n_kv})")
+    if n_heads % n_kv: raise ConfigError(f"n_heads ({n_heads}) must be divisible by n_kv_heads ({n_kv})")
     if tokenizer is not None:
         vocab_size = vocab_size or len(tokenizer)
         kwargs = {'bos_token_id': tokenizer.bos_token_id, 'eos_token_id': tokenizer.eos_token_id, 'pad_token_id': tokenizer.pad_token_id, **kwargs}
@@ -92,17 +92,10 @@ def n_params(model, trainable:bool=False)->int:
 def save_model(model, tokenizer, path:str|Path  # destination directory (replaced if it exists)
               )->Path:
     "Save `model` (safetensors) and `tokenizer` into `path` atomically; return `path`."
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', dir=path.parent))
-    try:
+    with atomic_dir(path) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         if tokenizer is not None: tokenizer.save_pretrained(tmp)
-        if path.exists(): shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    return Path(path)
 
 # %% ../nbs/02_models.ipynb #8acc545f
 @dataclass(frozen=True)
@@ -137,7 +130,8 @@ def resolve_model(name_or_path:str  # registry name, local directory or hub id
 
 # %% ../nbs/02_models.ipynb #7da2e727
 class ModelUnavailableError(OSError):
-    "A model or tokenizer could not be found locally and the hub cannot be reached."
+    "A model or tokenizer could not be found locally and the hub cannot be reached: bad input, so a command exits 2."
+    exit_code = 2
 
 def _hub_reachable(timeout:float=3.0)->bool:
     if os.environ.get('HF_HUB_OFFLINE', '').lower() in ('1', 'true', 'yes'): return False
@@ -181,7 +175,7 @@ def load_model(name_or_path:str,  # registry name, local directory or hub id
     "Load a causal LM by registry name, local path or hub id, optionally 4-/8-bit quantised, in eval mode."
     import torch
     from transformers import AutoModelForCausalLM
-    if quantization not in (None, '4bit', '8bit'): raise ValueError(f"quantization must be None, '4bit' or '8bit', got {quantization!r}")
+    if quantization not in (None, '4bit', '8bit'): raise ConfigError(f"quantization must be None, '4bit' or '8bit', got {quantization!r}")
     device = device or pick_device()
     if dtype is None: dtype = torch.bfloat16 if device.startswith('cuda') else torch.float32
     kw = dict(dtype=dtype, **kwargs)
@@ -290,36 +284,42 @@ def tokenizer_demo(tokenizer=None):
     return W.VBox([box, out])
 
 # %% ../nbs/02_models.ipynb #4a3cf77a
-def cli_models(argv:list|None=None):
-    "`knowlm-nb models`: list the registry, train the world tokenizer, or save a tiny model."
-    p = argparse.ArgumentParser(prog='knowlm-nb models', description=cli_models.__doc__)
-    sub = p.add_subparsers(dest='cmd', required=True)
-    sub.add_parser('list', help='the published models this package teaches')
-    t = sub.add_parser('tokenizer', help='train the byte-level BPE tokenizer of the toy world and save it')
-    t.add_argument('--out', required=True)
-    t.add_argument('--vocab-size', type=int, default=4096)
-    t.add_argument('--seed', type=int, default=0)
-    i = sub.add_parser('init', help='save a freshly initialised tiny model with the world tokenizer')
-    i.add_argument('--out', required=True)
-    i.add_argument('--arch', choices=['llama', 'qwen2'], default='llama')
-    i.add_argument('--hidden-size', type=int, default=128)
-    i.add_argument('--n-layers', type=int, default=4)
-    i.add_argument('--n-heads', type=int, default=4)
-    i.add_argument('--vocab-size', type=int, default=4096)
-    i.add_argument('--seed', type=int, default=0)
-    a = p.parse_args(argv)
+def _run_models(a:argparse.Namespace  # the parsed arguments of `knowlm-nb models`
+               ):
+    "Do what `knowlm-nb models` was asked: list the registry, save the world tokenizer, or save a tiny model."
     if a.cmd == 'list':
         for c in MODEL_REGISTRY.values(): print(f"{c.name:<18} {c.hub_id:<45} base: {c.base_model}")
-        return 0
+        return
     tok = world_tokenizer(WorldConfig(seed=a.seed), vocab_size=a.vocab_size)
     if a.cmd == 'tokenizer':
         tok.save_pretrained(a.out)
         print(f"tokenizer ({len(tok)} tokens) saved to {a.out}")
-        return 0
+        return
     m = build_model(tiny_config(a.arch, tokenizer=tok, hidden_size=a.hidden_size, n_layers=a.n_layers, n_heads=a.n_heads), seed=a.seed)
     save_model(m, tok, a.out)
     print(f"{a.arch} model ({n_params(m):,} parameters) saved to {a.out}")
-    return 0
+
+def cli_models(argv:list|None=None  # the command's arguments (default: sys.argv[1:])
+              )->int:
+    "`knowlm-nb models`: list the registry, train the world tokenizer, or save a tiny model."
+    p = argparse.ArgumentParser(prog='knowlm-nb models', description='list the registry, train the world tokenizer, or save a tiny model')
+    sub = p.add_subparsers(dest='cmd', required=True)
+    sub.add_parser('list', help='the published models this package teaches')
+    t = sub.add_parser('tokenizer', help='train the byte-level BPE tokenizer of the toy world and save it')
+    t.add_argument('--out', required=True, help='directory to save the tokenizer in')
+    t.add_argument('--vocab-size', type=int, default=4096, help='vocabulary size (default: 4096)')
+    t.add_argument('--seed', type=int, default=0, help='seed of the toy world it is trained on (default: 0)')
+    i = sub.add_parser('init', help='save a freshly initialised tiny model with the world tokenizer')
+    i.add_argument('--out', required=True, help='directory to save the model and tokenizer in (replaced if it exists)')
+    i.add_argument('--arch', choices=['llama', 'qwen2'], default='llama', help='architecture (default: llama)')
+    i.add_argument('--hidden-size', type=int, default=128, help='model width (default: 128)')
+    i.add_argument('--n-layers', type=int, default=4, help='transformer blocks (default: 4)')
+    i.add_argument('--n-heads', type=int, default=4, help='attention heads (default: 4)')
+    i.add_argument('--vocab-size', type=int, default=4096, help='vocabulary size of the world tokenizer (default: 4096)')
+    i.add_argument('--seed', type=int, default=0, help='seed of the toy world and of the initialisation (default: 0)')
+    try: a = p.parse_args(argv)
+    except SystemExit as e: return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    return run_command('knowlm-nb models', lambda: _run_models(a))
 
 def pipeline_models(report, ctx:dict):
     "Pipeline stage: train the world tokenizer, measure it, build the tiny models."

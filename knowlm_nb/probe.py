@@ -7,10 +7,10 @@ Docs: https://knowlm-nb.github.io/knowlm_nb/probe.html.md"""
 # %% auto #0
 __all__ = ['normalize_answer', 'answer_matches', 'greedy_completions', 'answer_budget', 'probe_answers']
 
-# %% ../nbs/03b_probe.ipynb #f6689178
+# %% ../nbs/03b_probe.ipynb #e85896ef
 import re, unicodedata
 
-# %% ../nbs/03b_probe.ipynb #2291c972
+# %% ../nbs/03b_probe.ipynb #212b855a
 _EN_ARTICLES = re.compile(r'^(the|a|an)\s+')
 _PUNCT_EDGES = re.compile(r'^[\W_]+|[\W_]+$')
 
@@ -25,7 +25,7 @@ def normalize_answer(text:str,  # an answer or a completion
     if lang == 'zh': return s.replace(' ', '')
     return _EN_ARTICLES.sub('', s)
 
-# %% ../nbs/03b_probe.ipynb #aa0b0201
+# %% ../nbs/03b_probe.ipynb #bb25d290
 def answer_matches(completion:str,  # what the model wrote
                    answers,  # one answer or a list of accepted aliases
                    lang:str='en',  # 'en' or 'zh'
@@ -45,7 +45,7 @@ def answer_matches(completion:str,  # what the model wrote
         if hit: return True
     return False
 
-# %% ../nbs/03b_probe.ipynb #2d95510c
+# %% ../nbs/03b_probe.ipynb #58f9fc0d
 def greedy_completions(model, tokenizer,
                        prompts:list,  # prompts to complete
                        max_new_tokens:int=16,  # tokens to generate per prompt
@@ -64,7 +64,7 @@ def answer_budget(tokenizer, answers:list,  # every accepted answer string
     "Tokens to generate so that the longest answer fits, plus `slack`."
     return max([len(tokenizer(a, add_special_tokens=False)['input_ids']) for a in answers] or [1]) + slack
 
-# %% ../nbs/03b_probe.ipynb #8c9d4d52
+# %% ../nbs/03b_probe.ipynb #5f7b0851
 def probe_answers(model, tokenizer,
                   items:list,  # dicts with 'prompt', 'answers' (list or str) and 'lang'
                   mode:str='prefix',  # matching mode of `answer_matches`

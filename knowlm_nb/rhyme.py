@@ -17,11 +17,12 @@ __all__ = ['SECTIONS', 'ZH_DIGITS', 'GROUP_ALIASES', 'SUPPLEMENT_VARIANTS', 'SUP
            'rhyme_demo']
 
 # %% ../nbs/10_rhyme.ipynb #1752b3fc
-import re, sys, json, time, argparse, unicodedata, importlib.util, statistics
+import re, json, time, argparse, unicodedata, importlib.util, statistics
 from dataclasses import dataclass, field, asdict
 from functools import lru_cache
 from pathlib import Path
-from .core import iter_jsonl, read_json, write_json, write_jsonl, DataFormatError, use_cjk_font
+from .core import (iter_jsonl, iter_text_blocks, read_json, write_json, write_jsonl, DataFormatError, InputError, use_cjk_font,
+                            run_command)
 
 # %% ../nbs/10_rhyme.ipynb #9561ef1a
 SECTIONS = (('上平聲部', '上平', '平'), ('下平聲部', '下平', '平'), ('上聲部', '上声', '上'), ('去聲部', '去声', '去'), ('入聲部', '入声', '入'))
@@ -781,7 +782,7 @@ def load_poems(path:str|Path  # a chinese-poetry JSON file (a list of poems, or 
     "Read poems as [{'title', 'author', 'paragraphs', 'form'}]; a malformed record raises `DataFormatError` naming file and record."
     path = Path(path)
     if path.suffix == '.jsonl':
-        return [_record_poem(r, f"{path}:{i}") for i, r in _numbered_jsonl(path)]
+        return [_record_poem(r, f"{path}:{i}") for i, r in iter_jsonl(path, numbered=True)]
     if path.suffix == '.json':
         data = read_json(path)
         if isinstance(data, dict) and isinstance(data.get('content'), list):  # 蒙学 layout: {content: [{type, content: [poem]}]}
@@ -795,14 +796,7 @@ def load_poems(path:str|Path  # a chinese-poetry JSON file (a list of poems, or 
         if isinstance(data, dict): data = [data]
         if not isinstance(data, list): raise DataFormatError(f"{path}: expected a list of poems or an object with 'content', got {type(data).__name__}")
         return [_record_poem(r, f"{path}: record {i}") for i, r in enumerate(data)]
-    text = path.read_text(encoding='utf-8')
-    return [{'title': '', 'author': '', 'paragraphs': [b], 'form': None} for b in re.split(r'\n\s*\n', text) if b.strip()]
-
-def _numbered_jsonl(path):
-    "(line number, record) of a JSONL file, with `iter_jsonl`'s file-and-line errors."
-    it = iter_jsonl(path)
-    with open(path, 'rb') as f: nums = [i for i, raw in enumerate(f, 1) if raw.strip()]
-    return zip(nums, it)
+    return [{'title': '', 'author': '', 'paragraphs': [b], 'form': None} for b, _ in iter_text_blocks(path) if b.strip()]  # poems between blank lines
 
 def is_regular_shape(lines:list)->bool:
     "4, 8 or an even number >= 10 of lines, all of 5 or all of 7 characters."
@@ -874,10 +868,44 @@ def plot_score_hist(scores:list,  # `PoemScore`s
     return fig
 
 # %% ../nbs/10_rhyme.ipynb #688057cd
+def _score_command(a:argparse.Namespace  # the parsed arguments of `knowlm-nb rhyme score`
+                  ):
+    "Score the poems of `a.source` (a file, or the poem itself) and print or write one JSON result per poem."
+    if a.form and parse_form(a.form) is None: raise InputError(f"unknown form {a.form!r}: use one of {', '.join(FORMS)}")
+    if a.group and resolve_group(a.group) is None: raise InputError(f"unknown rhyme group {a.group!r}: e.g. 东, 一东, 上平一东, 下平七阳")
+    src = Path(a.source)
+    try: is_file = src.is_file()
+    except OSError: is_file = False  # a long poem is too long to be a file name
+    if not is_file and (src.suffix in ('.json', '.jsonl', '.txt') or '/' in a.source): raise FileNotFoundError(f"{src}: no such file")
+    poems = load_poems(src) if is_file else [{'title': '', 'author': '', 'paragraphs': [a.source], 'form': None}]
+    recs = []
+    for q in poems:
+        r = score_poem(q['paragraphs'], form=a.form or q.get('form'), group=a.group, loose=not a.strict, detail=a.detail)
+        recs.append({'title': q.get('title', ''), 'author': q.get('author', ''), **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.as_dict().items() if a.detail or k != 'grid'}})
+    if a.out:
+        write_jsonl(a.out, recs)
+        print(f"{len(recs)} poems scored -> {a.out}")
+    else:
+        for r in recs: print(json.dumps(r, ensure_ascii=False))
+
+def _eval_command(a:argparse.Namespace  # the parsed arguments of `knowlm-nb rhyme eval`
+                 ):
+    "Score the Tang corpus under the protocol above and print the table beside the model card's rows."
+    if find_poetry_dir(a.data) is None:
+        raise FileNotFoundError(f"no chinese-poetry data at {a.data or '../shared/data/poetry'} (set --data or $KNOWLM_NB_POETRY)")
+    t0 = time.perf_counter()
+    rows = evaluate_corpus(a.data, limit=a.limit, loose=not a.strict)
+    cols = ('dataset', 'protocol', 'poems', 'tones', 'rhymes', 'antithesis', 'length', 'total')
+    print('| ' + ' | '.join(cols) + ' |')
+    print('|' + '---|'*len(cols))
+    for r in rows: print('| ' + ' | '.join(f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + ' |')
+    print(f"({time.perf_counter() - t0:.1f}s, {'strict' if a.strict else '一三五不论 with 孤平/三平尾 checks'})")
+    if a.out: write_json(a.out, rows)
+
 def cli_rhyme(argv:list|None=None  # arguments after `knowlm-nb rhyme`
              )->int:
     "`knowlm-nb rhyme`: score poems for 平仄, 押韵, 对仗 and 字数, or evaluate the Tang corpus."
-    p = argparse.ArgumentParser(prog='knowlm-nb rhyme', description=cli_rhyme.__doc__)
+    p = argparse.ArgumentParser(prog='knowlm-nb rhyme', description='score poems for 平仄, 押韵, 对仗 and 字数, or evaluate the Tang corpus')
     sub = p.add_subparsers(dest='cmd', required=True, metavar='{score,eval}')
     s = sub.add_parser('score', help='score poems from a file or the command line', description='Score poems: FILE (.json chinese-poetry, .jsonl with paragraphs, .txt with blank lines between poems) or TEXT.')
     s.add_argument('source', metavar='FILE|TEXT')
@@ -891,41 +919,9 @@ def cli_rhyme(argv:list|None=None  # arguments after `knowlm-nb rhyme`
     e.add_argument('--limit', type=int, help='score only the first N poems of each file')
     e.add_argument('--strict', action='store_true', help='count every position (no 一三五不论)')
     e.add_argument('--out', help='also write the rows as JSON here')
-    a = p.parse_args(argv)
-    if a.cmd == 'score':
-        if a.form and parse_form(a.form) is None: p.error(f"unknown form {a.form!r}: use one of {', '.join(FORMS)}")
-        if a.group and resolve_group(a.group) is None: p.error(f"unknown rhyme group {a.group!r}: e.g. 东, 一东, 上平一东, 下平七阳")
-        src = Path(a.source)
-        looks_like_path = src.suffix in ('.json', '.jsonl', '.txt') or '/' in a.source
-        if looks_like_path and not src.exists():
-            print(f"knowlm-nb rhyme: error: {src}: no such file", file=sys.stderr)
-            return 2
-        try: poems = load_poems(src) if src.exists() and src.is_file() else [{'title': '', 'author': '', 'paragraphs': [a.source], 'form': None}]
-        except DataFormatError as err:
-            print(f"knowlm-nb rhyme: error: {err}", file=sys.stderr)
-            return 2
-        recs = []
-        for q in poems:
-            r = score_poem(q['paragraphs'], form=a.form or q.get('form'), group=a.group, loose=not a.strict, detail=a.detail)
-            recs.append({'title': q.get('title', ''), 'author': q.get('author', ''), **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.as_dict().items() if a.detail or k != 'grid'}})
-        if a.out:
-            write_jsonl(a.out, recs)
-            print(f"{len(recs)} poems scored -> {a.out}")
-        else:
-            for r in recs: print(json.dumps(r, ensure_ascii=False))
-        return 0
-    if find_poetry_dir(a.data) is None:
-        print(f"knowlm-nb rhyme: error: no chinese-poetry data at {a.data or '../shared/data/poetry'} (set --data or $KNOWLM_NB_POETRY)", file=sys.stderr)
-        return 2
-    t0 = time.perf_counter()
-    rows = evaluate_corpus(a.data, limit=a.limit, loose=not a.strict)
-    cols = ('dataset', 'protocol', 'poems', 'tones', 'rhymes', 'antithesis', 'length', 'total')
-    print('| ' + ' | '.join(cols) + ' |')
-    print('|' + '---|'*len(cols))
-    for r in rows: print('| ' + ' | '.join(f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + ' |')
-    print(f"({time.perf_counter() - t0:.1f}s, {'strict' if a.strict else '一三五不论 with 孤平/三平尾 checks'})")
-    if a.out: write_json(a.out, rows)
-    return 0
+    try: a = p.parse_args(argv)
+    except SystemExit as err: return err.code if isinstance(err.code, int) else (0 if err.code is None else 2)
+    return run_command('knowlm-nb rhyme', lambda: (_score_command if a.cmd == 'score' else _eval_command)(a))
 
 # %% ../nbs/10_rhyme.ipynb #5243c587
 FAMOUS = {  # a few poems used by the pipeline's report and the demo

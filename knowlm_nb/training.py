@@ -10,13 +10,13 @@ __all__ = ['PRECISIONS', 'ZERO_PRESETS', 'TrainConfig', 'liger_available', 'reso
            'SeededLengthGroupedSampler', 'seeded_trainer', 'TokenCounter', 'step_clock', 'steady_throughput',
            'TrainResult', 'training_arguments', 'launch_environment', 'run_trainer', 'cached_training']
 
-# %% ../nbs/03a_training.ipynb #3466ba81
+# %% ../nbs/03a_training.ipynb #2dce726d
 import os, sys, json, time, shutil, shlex, socket, contextlib, dataclasses, importlib.util
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 from .core import seed_everything, pick_device, cached_build, write_json, read_json, ConfigError, InputError
 
-# %% ../nbs/03a_training.ipynb #5cca08e0
+# %% ../nbs/03a_training.ipynb #ad885159
 PRECISIONS = ('fp32', 'bf16', 'fp16', 'bf16-pure')
 
 @dataclass
@@ -64,7 +64,7 @@ class TrainConfig:
         ok_attn = (None, 'sdpa', 'eager', 'flex_attention', 'flash_attention_2', 'flash_attention_3')
         if self.attn_implementation not in ok_attn: raise ConfigError(f"{name}.attn_implementation must be one of {ok_attn[1:]} or None, got {self.attn_implementation!r}")
 
-# %% ../nbs/03a_training.ipynb #e6b743eb
+# %% ../nbs/03a_training.ipynb #18b4ee8c
 def liger_available()->bool:
     "True when the `liger-kernel` package is installed."
     return importlib.util.find_spec('liger_kernel') is not None
@@ -81,7 +81,7 @@ def resolve_gpu_options(cfg:TrainConfig,  # the run's config
     if cfg.precision == 'bf16-pure' and not on_cuda: raise ConfigError("precision='bf16-pure' is for GPUs; on the CPU use 'bf16' (mixed) or 'fp32'")
     return {'liger': bool(liger), 'attn_implementation': attn}
 
-# %% ../nbs/03a_training.ipynb #87ec6e86
+# %% ../nbs/03a_training.ipynb #20e0f0a7
 def zero_config(stage:int=2,  # ZeRO stage: 2 (optimizer + gradients sharded) or 3 (+ parameters)
                 offload_optimizer:bool=False,  # keep optimizer states in CPU memory
                 offload_param:bool=False,  # keep parameters in CPU memory (stage 3 only)
@@ -131,7 +131,7 @@ def deepspeed_config_path(ds:str|None,  # None, a preset name or a JSON file
     if not Path(ds).exists(): raise FileNotFoundError(f"DeepSpeed config {ds} does not exist (or use one of {', '.join(ZERO_PRESETS)})")
     return str(ds)
 
-# %% ../nbs/03a_training.ipynb #add3ffa5
+# %% ../nbs/03a_training.ipynb #e8e90c18
 def launch_command(args:list,  # the training command after the launcher, e.g. ['knowlm-nb', 'pretrain', '--data', 'chunks/pretrain']
                    launcher:str='deepspeed',  # 'deepspeed' or 'accelerate'
                    gpus_per_node:int=8,  # processes per node
@@ -162,7 +162,7 @@ def launch_command(args:list,  # the training command after the launcher, e.g. [
     else: raise ValueError(f"launcher must be 'deepspeed' or 'accelerate', got {launcher!r}")
     return ' '.join(shlex.quote(c) for c in cmd)
 
-# %% ../nbs/03a_training.ipynb #32049e03
+# %% ../nbs/03a_training.ipynb #c8def219
 def last_checkpoint(out:str|Path  # a run's output directory
                    )->Path|None:
     "The newest complete `checkpoint-N` directory in `out` (None if none)."
@@ -175,7 +175,7 @@ def last_checkpoint(out:str|Path  # a run's output directory
     cks = [p for p in Path(out).glob('checkpoint-*') if p.name.split('-')[-1].isdigit() and complete(p)]
     return max(cks, key=lambda p: int(p.name.split('-')[-1])) if cks else None
 
-# %% ../nbs/03a_training.ipynb #ac624b2b
+# %% ../nbs/03a_training.ipynb #28bb71c9
 class SeededLengthGroupedSampler:
     "Indices in batches of similar-length samples, in an order fixed by the seed and the epoch (so a resumed run sees the same batches)."
     def __init__(self, lengths,  # length of every sample
@@ -209,7 +209,7 @@ def seeded_trainer(base  # a `transformers.Trainer` subclass (TRL's trainers are
     Seeded.__name__ = Seeded.__qualname__ = f"Seeded{base.__name__}"
     return Seeded
 
-# %% ../nbs/03a_training.ipynb #43727f13
+# %% ../nbs/03a_training.ipynb #c5c4ed3b
 class TokenCounter:
     "Wraps a data collator; counts the real (unpadded) tokens of the samples it collates."
     def __init__(self, collate,  # the trainer's data collator
@@ -224,7 +224,7 @@ class TokenCounter:
         self.samples += len(samples)
         return self.collate(samples)
 
-# %% ../nbs/03a_training.ipynb #2a9580fe
+# %% ../nbs/03a_training.ipynb #f236e5d6
 def step_clock(counter:TokenCounter,  # the run's token counter
                device:str  # the run's device ('cuda' waits for the GPU at each mark)
               ):
@@ -248,7 +248,7 @@ def steady_throughput(marks:list,  # `(seconds, tokens)` per step
     (t0, n0), (t1, n1) = marks[k], marks[-1]
     return (n1 - n0) / max(t1 - t0, 1e-9)
 
-# %% ../nbs/03a_training.ipynb #b948942b
+# %% ../nbs/03a_training.ipynb #b81008aa
 @dataclass
 class TrainResult:
     "What a training run produced."
@@ -283,7 +283,7 @@ def training_arguments(cfg:TrainConfig,  # the run's config
     if device.startswith('cuda') and cfg.precision == 'bf16-pure': kw['optim'] = 'adamw_torch_fused'
     return (args_cls or TrainingArguments)(**{**kw, **overrides})
 
-# %% ../nbs/03a_training.ipynb #fba1b88e
+# %% ../nbs/03a_training.ipynb #1182696b
 @contextlib.contextmanager
 def launch_environment(cfg:TrainConfig,  # the run's config
                        device:str  # the run's device
@@ -302,7 +302,7 @@ def launch_environment(cfg:TrainConfig,  # the run's config
     finally:
         for k in added: os.environ.pop(k, None)
 
-# %% ../nbs/03a_training.ipynb #17c0de8b
+# %% ../nbs/03a_training.ipynb #e788537e
 def _finish_deepspeed(trainer, out:Path):
     "After a DeepSpeed run: forget the HF DeepSpeed config, wait for every rank, reload the gathered model on rank 0."
     import torch.distributed as dist
@@ -357,7 +357,7 @@ def run_trainer(cfg:TrainConfig,  # the run's config
         if cfg.deepspeed: model = _finish_deepspeed(trainer, out)
     return TrainResult(model.eval() if model is not None else None, trainer.processing_class, out, hist, secs, tokens, steps, record)
 
-# %% ../nbs/03a_training.ipynb #c1aa6859
+# %% ../nbs/03a_training.ipynb #667f337d
 def cached_training(kind:str,  # artefact family, e.g. 'tiny_lm'
                     recipe:dict,  # the config fields of the run (hashed into the cache key)
                     train,  # `train(out_dir: str) -> TrainResult`, a stage function run with `out=out_dir`

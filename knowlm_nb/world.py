@@ -6,19 +6,19 @@ Docs: https://knowlm-nb.github.io/knowlm_nb/world.html.md"""
 
 # %% auto #0
 __all__ = ['SYLLABLES', 'ORG_KINDS', 'INVENTION_ADJ', 'INVENTION_NOUN', 'FIELDS', 'LANGS', 'RELATIONS', 'OPEN_BOOK', 'EVENTS',
-           'PORTABILITY', 'FORMATS', 'SPLITS', 'Relation', 'WorldConfigError', 'WorldConfig', 'Entity', 'Fact', 'World',
-           'add_entity', 'draw_places', 'draw_people', 'draw_organisations', 'draw_inventions', 'draw_triples',
-           'draw_collaborations', 'split_facts', 'make_world', 'check_world', 'render', 'verbalise', 'recall_prompt',
-           'pretrain_documents', 'fact_records', 'qa_pairs', 'kb_passages', 'alpaca_records', 'knowrl_items',
-           'ie_examples', 'edit_cases', 'validate_record', 'generate_datasets', 'write_world', 'plot_world',
-           'world_demo', 'cli_world', 'pipeline_world']
+           'PORTABILITY', 'FORMATS', 'SPLITS', 'cli_world', 'Relation', 'WorldConfigError', 'WorldConfig', 'Entity',
+           'Fact', 'World', 'add_entity', 'draw_places', 'draw_people', 'draw_organisations', 'draw_inventions',
+           'draw_triples', 'draw_collaborations', 'split_facts', 'make_world', 'check_world', 'render', 'verbalise',
+           'recall_prompt', 'pretrain_documents', 'fact_records', 'qa_pairs', 'kb_passages', 'alpaca_records',
+           'knowrl_items', 'ie_examples', 'edit_cases', 'validate_record', 'generate_datasets', 'write_world',
+           'plot_world', 'world_demo', 'WorldCommandConfig', 'pipeline_world']
 
 # %% ../nbs/01_world.ipynb #38af11a9
-import random, hashlib, argparse, time
+import random, hashlib, time
 from collections import Counter
 from dataclasses import dataclass, asdict, fields as dc_fields
 from pathlib import Path
-from .core import write_jsonl, write_json, DataFormatError, stable_hash
+from .core import write_jsonl, write_json, DataFormatError, ConfigError, InputError, stable_hash, config_command
 
 # %% ../nbs/01_world.ipynb #031204b8
 SYLLABLES = [('ka','卡'),('lo','洛'),('ren','仁'),('mi','米'),('sa','萨'),('to','托'),('vin','文'),('da','达'),
@@ -128,7 +128,7 @@ RELATIONS = {r.name: r for r in [
 ]}
 
 # %% ../nbs/01_world.ipynb #4ec2303b
-class WorldConfigError(ValueError):
+class WorldConfigError(ConfigError):
     "A `WorldConfig` field is out of range; the message names the field and the expected range."
 
 @dataclass(frozen=True)
@@ -470,6 +470,10 @@ def pretrain_documents(world:World,  # the world
     return docs
 
 # %% ../nbs/01_world.ipynb #73004b70
+def _answers(world:World, f:Fact, lang:str)->list:
+    "The names in `lang` of every correct object of fact `f`'s subject and relation."
+    return [world.name(x, lang) for x in world.objects(f.s, f.r)]
+
 def fact_records(world:World)->list:
     "Every fact with its names in both languages, its split and its train/held-out recall prompts."
     out = []
@@ -479,7 +483,7 @@ def fact_records(world:World)->list:
         for lang in LANGS:
             rec[f'subject_{lang}'] = world.name(f.s, lang)
             rec[f'object_{lang}'] = world.name(f.o, lang)
-            rec[f'answers_{lang}'] = [world.name(x, lang) for x in world.objects(f.s, f.r)]
+            rec[f'answers_{lang}'] = _answers(world, f, lang)
             rec[f'prompts_{lang}'] = [recall_prompt(world, f, lang, t) for t in r.train[lang]]
             rec[f'heldout_prompts_{lang}'] = [recall_prompt(world, f, lang, t) for t in r.heldout[lang]]
         out.append(rec)
@@ -491,7 +495,7 @@ def qa_pairs(world:World)->list:
     for f in world.facts:
         r = RELATIONS[f.r]
         for lang in LANGS:
-            answers = [world.name(x, lang) for x in world.objects(f.s, f.r)]
+            answers = _answers(world, f, lang)
             for q in r.questions[lang]:
                 out.append({'question': _fill(q, world.name(f.s, lang)),
                             'answer': world.name(f.o, lang), 'answers': answers, 'lang': lang, 'relation': f.r,
@@ -726,24 +730,34 @@ def world_demo(world:World|None=None):
     return W.VBox([W.HBox([ent, lang]), out])
 
 # %% ../nbs/01_world.ipynb #b63f03b2
-def cli_world(argv:list|None=None):
-    "`knowlm-nb world`: write every dataset of the toy world as JSONL with a manifest."
-    p = argparse.ArgumentParser(prog='knowlm-nb world', description=cli_world.__doc__)
-    p.add_argument('--out', required=True, help='output directory')
-    for f in dc_fields(WorldConfig):
-        if f.name == 'split': continue
-        p.add_argument('--' + f.name.replace('_', '-'), type=int, default=f.default, help=f'(default: {f.default})')
-    p.add_argument('--split', type=float, nargs=3, default=WorldConfig.split, metavar=('TRAIN', 'VAL', 'TEST'))
-    a = p.parse_args(argv)
-    kw = {f.name: getattr(a, f.name) for f in dc_fields(WorldConfig)}
-    kw['split'] = tuple(kw['split'])
-    try: cfg = WorldConfig(**kw)
-    except WorldConfigError as e: p.error(str(e))
+def _share(x):
+    "A split share as the command line gives it ('0.8') as a number; anything else unchanged."
+    try: return float(x) if isinstance(x, str) else x
+    except ValueError: return x
+
+@dataclass(frozen=True)
+class WorldCommandConfig(WorldConfig):
+    "What `knowlm-nb world` runs: the sizes and seed of a `WorldConfig`, and where to write the datasets."
+    out:str|None=None  # output directory for the JSONL datasets and manifest.json (required)
+
+    def __post_init__(self):
+        if isinstance(self.split, (list, tuple)): object.__setattr__(self, 'split', tuple(_share(x) for x in self.split))  # `--split 0.8 0.1 0.1`
+        super().__post_init__()
+
+    @property
+    def world(self)->WorldConfig:
+        "The `WorldConfig` part: what `write_world` builds and the manifest records."
+        return WorldConfig(**{f.name: getattr(self, f.name) for f in dc_fields(WorldConfig)})
+
+def _run_world(cfg:WorldCommandConfig):
+    "Write the world of `cfg` under `cfg.out` and print what was written."
+    if cfg.out is None: raise InputError("the following arguments are required: --out")
     t0 = time.perf_counter()
-    m = write_world(a.out, cfg)
-    print(f"world seed={cfg.seed}: {m['entities']} entities, {m['facts']} facts -> {a.out} ({time.perf_counter()-t0:.1f}s)")
+    m = write_world(cfg.out, cfg.world)
+    print(f"world seed={cfg.seed}: {m['entities']} entities, {m['facts']} facts -> {cfg.out} ({time.perf_counter()-t0:.1f}s)")
     for k, v in m['datasets'].items(): print(f"  {v['file']:<24} {v['records']:>7} records")
-    return 0
+
+cli_world = config_command(WorldCommandConfig, _run_world, 'knowlm-nb world', 'write every dataset of the toy world as JSONL with a manifest')
 
 def pipeline_world(report, ctx:dict):
     "Pipeline stage: generate the world, write its datasets under `out/world`, report counts and a plot."

@@ -21,13 +21,6 @@ def tk():
     return as_tokenizer(world_tokenizer().name_or_path)  # the cached directory, loaded without transformers
 
 
-# ---------------------------------------------------------------- import hygiene
-def test_import_does_not_load_torch_or_transformers():
-    code = "import sys, knowlm_nb.chunking; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
-    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == '[]'
-
-
 # ---------------------------------------------------------------- random zh/en documents
 ZH = ['卡洛·仁米出生于萨托城', '他发明了蒸汽织机', '乔兰亚人说乔兰语', '赞纳城地处乔兰亚', '“走吧', '他说：“好', '1890年', '萨托研究所']
 EN = ['Kalo Renmi was born in Sator', 'Dr. Renmi founded the Sator Institute', 'Pi is about 3.14', 'He paused',
@@ -442,8 +435,18 @@ def test_workers_deterministic(tk, corpus, tmp_path):
 
 
 def test_cli_help(capsys):
-    with pytest.raises(SystemExit) as e: cli_chunk(['--help'])
-    assert e.value.code == 0 and 'knowlm-nb chunk' in capsys.readouterr().out
+    from dataclasses import fields
+    from knowlm_nb.core import config_field_help
+    assert cli_chunk(['--help']) == 0
+    out = ' '.join(capsys.readouterr().out.split())
+    assert 'usage: knowlm-nb chunk' in out
+    helps = config_field_help(ChunkConfig)
+    assert set(helps) == {f.name for f in fields(ChunkConfig)}, 'every field has a comment'
+    for name, comment in helps.items():
+        assert '--' + name.replace('_', '-') in out and ' '.join(comment.split()) in out, name
+    for flag in ('--tokenizer', '--out', '--workers', '--field', '--source-field', '--errors', '--txt-unit', '--quiet', '--no-bos', '--no-eos',
+                 '--config FILE', '--dry-run'):
+        assert flag in out, flag
 
 
 def test_cli_runs(tk, corpus, tmp_path, capsys):
@@ -462,31 +465,38 @@ def test_cli_bad_inputs(tk, tmp_path, capsys):
     bad = tmp_path/'bad.jsonl'
     bad.write_bytes(b'{"text": "Fine."}\n{"body": "no text"}\n{"text": "bad \xff"}\n{"text": ""}\n')
     rc = cli_chunk([str(bad), '--tokenizer', tk.name, '--out', str(tmp_path/'b'), '--quiet'])
-    assert rc == 1 and "bad.jsonl:2: missing field 'text'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 2 and "bad.jsonl:2: missing field 'text'" in err and len(err.splitlines()) == 1
     assert not (tmp_path/'b.idx').exists() and not (tmp_path/'b.bin').exists()
     rc = cli_chunk([str(bad), '--tokenizer', tk.name, '--out', str(tmp_path/'b'), '--quiet', '--errors', 'skip'])
     out = capsys.readouterr().out
-    assert rc == 0 and '1 chunked, 1 empty, 2 skipped as bad' in out and 'bad.jsonl:3: invalid UTF-8 at byte offset' in out
+    assert rc == 0 and '1 chunked, 1 empty, 2 skipped as bad' in out and 'bad.jsonl:3: not UTF-8 (byte 14 of the line' in out
     rc = cli_chunk([str(bad), '--tokenizer', tk.name, '--out', str(tmp_path/'b'), '--field', 'body', '--quiet'])
-    assert rc == 1 and "bad.jsonl:1: missing field 'body'" in capsys.readouterr().err
+    assert rc == 2 and "bad.jsonl:1: missing field 'body'" in capsys.readouterr().err
     txt = tmp_path/'bad.txt'; txt.write_bytes(b'ok line.\n\nbroken \xfe here\n')
     rc = cli_chunk([str(txt), '--tokenizer', tk.name, '--out', str(tmp_path/'t'), '--quiet'])
-    assert rc == 1 and 'bad.txt: invalid UTF-8 at byte offset 17' in capsys.readouterr().err
+    assert rc == 2 and 'bad.txt: invalid UTF-8 at byte offset 17' in capsys.readouterr().err
     ws = tmp_path/'ws.txt'; ws.write_text('  \n\n \t\n')
     rc = cli_chunk([str(ws), '--tokenizer', tk.name, '--out', str(tmp_path/'w'), '--quiet'])
-    assert rc == 1 and 'no chunks' in capsys.readouterr().err
+    assert rc == 2 and 'no chunks' in capsys.readouterr().err
     rc = cli_chunk([str(ws), str(txt), '--tokenizer', tk.name, '--out', str(tmp_path/'w'), '--quiet', '--errors', 'skip'])
     assert rc == 0 and 'ws.txt: no non-empty documents' in capsys.readouterr().out
-    with pytest.raises(SystemExit) as e: cli_chunk([str(txt), '--tokenizer', tk.name, '--out', str(tmp_path/'w'), '--max-len', '2'])
-    assert e.value.code == 2 and 'smaller than BOS+EOS' in capsys.readouterr().err
+    rc = cli_chunk([str(txt), '--tokenizer', tk.name, '--out', str(tmp_path/'w'), '--max-len', '2'])
+    assert rc == 2 and 'smaller than BOS+EOS' in capsys.readouterr().err
+    rc = cli_chunk([str(txt), '--tokenizer', tk.name, '--out', str(tmp_path/'w'), '--quiet', '--workers', '0'])
+    assert rc == 2 and 'workers must be an int >= 1' in capsys.readouterr().err
+    rc = cli_chunk([str(txt), '--tokenizer', str(tmp_path/'no-tokenizer'), '--out', str(tmp_path/'w'), '--quiet'])
+    assert rc == 2 and 'no-tokenizer' in capsys.readouterr().err
+    assert cli_chunk(['--no-such-flag']) == 2 and 'unrecognized arguments: --no-such-flag' in capsys.readouterr().err
+    assert cli_chunk([str(txt), '--out', str(tmp_path/'w')]) == 2 and 'required: --tokenizer' in capsys.readouterr().err
     rc = cli_chunk([str(tmp_path/'nope.jsonl'), '--tokenizer', tk.name, '--out', str(tmp_path/'w'), '--quiet'])
-    assert rc == 1 and 'does not exist' in capsys.readouterr().err
+    assert rc == 2 and 'does not exist' in capsys.readouterr().err
     (tmp_path/'x.csv').write_text('a')
     rc = cli_chunk([str(tmp_path/'x.csv'), '--tokenizer', tk.name, '--out', str(tmp_path/'w'), '--quiet'])
-    assert rc == 1 and 'expected a .txt or .jsonl' in capsys.readouterr().err
+    assert rc == 2 and 'expected a .txt or .jsonl' in capsys.readouterr().err
     long = tmp_path/'long.txt'; long.write_text(' '.join(['word'] * 300) + '.')
     rc = cli_chunk([str(long), '--tokenizer', tk.name, '--out', str(tmp_path/'w'), '--quiet', '--max-len', '64', '--overlong', 'error'])
-    assert rc == 1 and 'more than max_len=64' in capsys.readouterr().err
+    assert rc == 2 and 'more than max_len=64' in capsys.readouterr().err
 
 
 def test_pipeline_stage(tmp_path):

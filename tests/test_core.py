@@ -70,3 +70,98 @@ def test_home_env(monkeypatch, tmp_path):
 
 def test_stable_hash_ignores_key_order():
     assert stable_hash({'a': 1, 'b': 2}) == stable_hash({'b': 2, 'a': 1}) != stable_hash({'a': 1, 'b': 3})
+
+# --- the config-to-CLI mechanism, the exit-code rule, atomic directories and text blocks
+import dataclasses, signal
+from hypothesis import given, settings, strategies as st
+from knowlm_nb.core import (merge_config, ConfigError, InputError, exit_code, run_command, config_command, atomic_dir,
+                            iter_text_blocks, iter_jsonl, check_stages, STAGES)
+
+@dataclasses.dataclass
+class _Cfg:
+    "A config for the tests."
+    name:str='x'  # a name
+    n:int=1  # a count
+    rate:float=0.5  # a rate
+    flag:bool=False  # a switch
+    weights:dict|None=None  # source -> weight
+    def __post_init__(self):
+        if self.n < 0: raise ValueError(f"n must be >= 0, got {self.n}")
+
+FIELDS = [f.name for f in dataclasses.fields(_Cfg)]
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(st.text(st.characters(categories=['Ll']), min_size=1, max_size=8), st.integers(0, 5), max_size=4))
+def test_merge_config_refuses_every_unknown_key(over):
+    unknown = [k for k in over if k not in FIELDS]
+    if unknown:
+        with pytest.raises(ConfigError, match='valid fields: name, n, rate, flag, weights'): merge_config(_Cfg, over)
+    else:
+        c = merge_config(_Cfg, over)
+        assert all(getattr(c, k) == v for k, v in over.items())
+
+def test_merge_config_wraps_post_init_errors():
+    with pytest.raises(ConfigError, match='recipe.json: _Cfg: n must be >= 0'): merge_config(_Cfg(), {'n': -1}, where='recipe.json')
+    assert merge_config(_Cfg(n=3), rate=0.1) == _Cfg(n=3, rate=0.1)
+
+@pytest.mark.parametrize('err,code', [(InputError('x'), 2), (ConfigError('x'), 2), (DataFormatError('x'), 2), (FileNotFoundError('x'), 2),
+                                      (RuntimeError('x'), 1), (MemoryError(), 1), (KeyError('x'), 1), (ValueError('deep inside torch'), 1)])
+def test_exit_code_rule(err, code):
+    assert exit_code(err) == code
+
+def test_run_command_one_line(capsys):
+    def boom(): raise DataFormatError('data.jsonl:7: missing field \'text\'\nmore detail')
+    assert run_command('knowlm-nb x', boom) == 2
+    assert capsys.readouterr().err == "knowlm-nb x: error: data.jsonl:7: missing field 'text'\n"
+    def crash(): raise RuntimeError('CUDA out of memory')
+    assert run_command('knowlm-nb x', crash) == 1
+    assert capsys.readouterr().err == 'knowlm-nb x: error: RuntimeError: CUDA out of memory\n'
+    assert run_command('knowlm-nb x', lambda: None) == 0
+
+def test_config_command_flags_file_and_errors(tmp_path, capsys):
+    seen = []
+    cli = config_command(_Cfg, seen.append, 'knowlm-nb t', 'a test command')
+    assert cli(['--n', '4', '--flag', '--weights', 'zh=0.7,en=0.3']) == 0
+    assert seen[-1] == _Cfg(n=4, flag=True, weights={'zh': 0.7, 'en': 0.3})
+    (tmp_path/'c.json').write_text('{"n": 2, "rate": 0.25, "flag": true}')
+    assert cli(['--config', str(tmp_path/'c.json'), '--no-flag']) == 0
+    assert seen[-1] == _Cfg(n=2, rate=0.25, flag=False)
+    capsys.readouterr()
+    assert cli(['--n', '-1']) == 2 and 'n must be >= 0' in capsys.readouterr().err
+    assert cli(['--config', str(tmp_path/'missing.yaml')]) == 2 and 'does not exist' in capsys.readouterr().err
+    assert cli(['--rate', 'high']) == 2 and "expected a number, got 'high'" in capsys.readouterr().err
+    assert len(seen) == 2
+
+def test_atomic_dir_replaces_only_on_success(tmp_path):
+    d = tmp_path/'m'
+    with atomic_dir(d) as t: (t/'w').write_text('1')
+    with pytest.raises(RuntimeError):
+        with atomic_dir(d) as t:
+            (t/'w').write_text('2')
+            raise RuntimeError('killed')
+    assert (d/'w').read_text() == '1' and [p.name for p in tmp_path.iterdir()] == ['m']
+
+def test_atomic_dir_survives_sigkill(tmp_path):
+    "A process killed mid-build leaves the old directory whole (only a hidden temporary sibling may remain)."
+    d = tmp_path/'m'
+    with atomic_dir(d) as t: (t/'w').write_text('old')
+    code = (f"import time\nfrom pathlib import Path\nfrom knowlm_nb.core import atomic_dir\n"
+            f"with atomic_dir(Path({str(d)!r})) as t:\n    (t/'w').write_text('new, half')\n    print('inside', flush=True)\n    time.sleep(60)\n")
+    p = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, text=True)
+    assert p.stdout.readline().strip() == 'inside'
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert (d/'w').read_text() == 'old'
+    assert all(x.name.startswith('.') for x in tmp_path.iterdir() if x.name != 'm')
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(st.characters(blacklist_categories=['Cs', 'Zl', 'Zp'], blacklist_characters='\r\n\x0b\x0c\x1c\x1d\x1e\x85'), min_size=1, max_size=20)
+                .filter(lambda s: s.strip() and s == s.strip()), min_size=1, max_size=6))
+def test_text_blocks_round_trip(tmp_path_factory, docs):
+    p = tmp_path_factory.mktemp('tb')/'c.txt'
+    p.write_text('\n\n'.join(docs) + '\n', encoding='utf-8')
+    assert [t for t, _ in iter_text_blocks(p)] == docs
+
+def test_check_stages_is_the_registry():
+    assert check_stages(None) == [s.name for s in STAGES.values() if s.pipeline]
+    with pytest.raises(InputError, match="unknown stage 'chunking'"): check_stages(['chunking'])

@@ -75,6 +75,30 @@ def test_bad_sizes():
     with pytest.raises(ValueError, match='divisible'): tiny_config(hidden_size=130, n_heads=4)
     with pytest.raises(ValueError, match='quantization'): load_model('x', quantization='3bit')
 
+def test_bad_input_exits_2():
+    "Bad sizes and an unreachable hub id are bad input under the one exit-code rule (`core.exit_code`)."
+    from knowlm_nb.core import ConfigError, exit_code
+    with pytest.raises(ConfigError) as e: tiny_config(hidden_size=130, n_heads=4)
+    assert exit_code(e.value) == 2
+    assert ModelUnavailableError.exit_code == 2 and exit_code(ModelUnavailableError('x')) == 2 and issubclass(ModelUnavailableError, OSError)
+
+def test_cli_models_exit_codes(tmp_path, capsys):
+    from knowlm_nb.models import cli_models
+    assert cli_models(['--help']) == 0 and 'usage: knowlm-nb models' in capsys.readouterr().out
+    assert cli_models(['frobnicate']) == 2 and 'invalid choice' in capsys.readouterr().err
+    assert cli_models(['init']) == 2 and 'required: --out' in capsys.readouterr().err
+    rc = cli_models(['init', '--out', str(tmp_path/'m'), '--hidden-size', '30', '--n-heads', '4'])
+    assert rc == 2 and capsys.readouterr().err == 'knowlm-nb models: error: hidden_size (30) must be divisible by n_heads (4)\n'
+    assert not (tmp_path/'m').exists()
+
+def test_save_model_replaces_atomically(tmp_path, tok):
+    m = build_model(tiny_config('llama', tokenizer=tok, hidden_size=32, n_layers=1, n_heads=2), seed=0)
+    first = sorted(os.listdir(save_model(m, tok, tmp_path/'m')))
+    with pytest.raises(AttributeError): save_model(None, tok, tmp_path/'m')  # fails half-way ...
+    assert sorted(os.listdir(tmp_path/'m')) == first and os.listdir(tmp_path) == ['m']  # ... and leaves the saved model as it was
+    save_model(m, None, tmp_path/'m')  # a successful save replaces the directory: no tokenizer now
+    assert 'tokenizer.json' not in os.listdir(tmp_path/'m') and os.listdir(tmp_path) == ['m']
+
 def test_4bit_load_and_generate_on_cpu(tmp_path, tok):
     pytest.importorskip('bitsandbytes')
     m = build_model(tiny_config('llama', tokenizer=tok, hidden_size=64, n_layers=2), seed=0)

@@ -106,3 +106,30 @@ def test_manifest_hashes_match_files(tmp_path):
     for name, info in m['datasets'].items():
         assert hashlib.sha256((tmp_path/info['file']).read_bytes()).hexdigest() == info['sha256']
         assert sum(1 for _ in open(tmp_path/info['file'], encoding='utf-8')) == info['records']
+
+def test_world_config_error_is_bad_input():
+    from knowlm_nb.core import ConfigError, exit_code
+    with pytest.raises(ConfigError) as e: WorldConfig(n_people=2)
+    assert isinstance(e.value, (WorldConfigError, ValueError)) and exit_code(e.value) == 2
+
+def test_cli_world_writes_what_write_world_writes(tmp_path, capsys):
+    from knowlm_nb.world import cli_world
+    rc = cli_world(['--out', str(tmp_path/'cli'), '--seed', '3', '--n-people', '20', '--n-orgs', '5', '--split', '0.6', '0.2', '0.2'])
+    assert rc == 0 and 'world seed=3' in capsys.readouterr().out
+    write_world(tmp_path/'api', WorldConfig(seed=3, n_people=20, n_orgs=5, split=(0.6, 0.2, 0.2)))
+    assert _bytes(tmp_path/'cli') == _bytes(tmp_path/'api')  # the manifest records the WorldConfig, not --out
+
+def test_cli_world_help_and_bad_input(tmp_path, capsys):
+    from dataclasses import fields
+    from knowlm_nb.core import config_field_help
+    from knowlm_nb.world import cli_world, WorldCommandConfig
+    assert cli_world(['--help']) == 0
+    out = ' '.join(capsys.readouterr().out.split())
+    helps = config_field_help(WorldCommandConfig)
+    assert set(helps) == {f.name for f in fields(WorldCommandConfig)} and {f.name for f in fields(WorldConfig)} < set(helps)
+    for name, comment in helps.items(): assert '--' + name.replace('_', '-') in out and ' '.join(comment.split()) in out, name
+    assert cli_world(['--n-people', '-3']) == 2 and 'WorldConfig.n_people must be an int in [4, 20000], got -3' in capsys.readouterr().err
+    assert cli_world(['--seed', '1']) == 2 and capsys.readouterr().err == 'knowlm-nb world: error: the following arguments are required: --out\n'
+    assert cli_world(['--out', str(tmp_path), '--split', '0.5', 'half']) == 2 and 'WorldConfig.split must be three' in capsys.readouterr().err
+    assert cli_world(['--out', str(tmp_path), '--n-people', 'many']) == 2 and "argument --n-people: expected an integer, got 'many'" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
