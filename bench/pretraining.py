@@ -205,10 +205,11 @@ def main():
     from knowlm_nb.models import world_tokenizer, tiny_config, build_model, n_params
     from knowlm_nb.world import make_world, pretrain_documents
     from knowlm_nb.core import read_json, knowlm_home
+    from knowlm_nb.training import resolve_precision
     tok = world_tokenizer()
     data = load_pretraining_data([d['text'] for d in pretrain_documents(make_world(), repeats=1)], tok, 256)
     kw = dict(hidden_size=TINY_LM_RECIPE['hidden_size'], n_layers=TINY_LM_RECIPE['n_layers'], n_heads=TINY_LM_RECIPE['n_heads'], doc_repeats=1, max_len=256,
-              precision=TINY_LM_RECIPE.get('precision', 'fp32'), packing=TINY_LM_RECIPE.get('packing', False))
+              precision=resolve_precision(TINY_LM_RECIPE.get('precision', 'fp32'), 'cpu'), packing=TINY_LM_RECIPE.get('packing', False))
     bs, lr = TINY_LM_RECIPE['batch_size'], TINY_LM_RECIPE['lr']
     res = {'trainer': [], 'plain': []}
     for run in range(a.runs):  # alternate the two so that machine load hits both alike
@@ -246,9 +247,7 @@ def main():
         print(f"{'tiny_lm steps / tokens':<58} {str(b['steps']) + ' / ' + format(b['tokens'], ','):>12}")
         for k in ('en', 'zh', 'all'): print(f"{'fact recall, training templates, ' + k:<58} {tr[k]:>12.3f}")
         for k in ('en', 'zh', 'all'): print(f"{'fact recall, held-out templates, ' + k:<58} {ho[k]:>12.3f}")
-    figures = {'machine': f"python {platform.python_version()}, torch {torch.__version__}, {os.cpu_count()} CPUs",
-               'load_average_at_end': list(os.getloadavg()), 'command': 'python bench/pretraining.py ' + ' '.join(sys.argv[1:]),
-               'steps': a.steps, 'runs': a.runs, 'plain_tokens_per_s': round(tps['plain']), 'trainer_tokens_per_s': round(tps['trainer']),
+    figures = {'torch': torch.__version__, 'steps': a.steps, 'runs': a.runs, 'plain_tokens_per_s': round(tps['plain']), 'trainer_tokens_per_s': round(tps['trainer']),
                'ratio_plain_over_trainer': round(tps['plain']/tps['trainer'], 3),
                'batching_real_tokens_per_s': {k: round(v) for k, v in tps_b.items()}}
     if not a.skip_build:

@@ -20,7 +20,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 import numpy as np
-from .core import (DataFormatError, InputError, ConfigError, atomic_write, write_json, read_json, iter_jsonl, iter_text_blocks,
+from .core import (system_exit_code, DataFormatError, InputError, ConfigError, atomic_write, write_json, read_json, iter_jsonl, iter_text_blocks,
                             config_parser, parse_config, run_command)
 from .world import make_world, pretrain_documents
 
@@ -1101,7 +1101,7 @@ def cli_chunk(argv:list|None=None  # command-line arguments (default: sys.argv[1
         cfg, a = parse_config(ChunkConfig, argv, p)
         missing = [k for k, v in (('INPUT', a.inputs), ('--tokenizer', a.tokenizer), ('--out', a.out)) if not v]
         if missing: p.error('the following arguments are required: ' + ', '.join(missing))
-    except SystemExit as e: return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except SystemExit as e: return system_exit_code(e)
     run = dict(inputs=a.inputs, tokenizer=a.tokenizer, out=a.out, config=cfg, workers=a.workers, field=a.field, errors=a.errors,
                txt_unit=a.txt_unit, source_field=a.source_field, progress=not a.quiet)
     if a.dry_run:

@@ -9,15 +9,15 @@ __all__ = ['CJK_FONTS', 'STAGES', 'cli_pipeline', 'seed_everything', 'pick_devic
            'atomic_dir', 'cached_build', 'in_test', 'in_colab', 'InputError', 'ConfigError', 'DataFormatError',
            'exit_code', 'atomic_write', 'write_json', 'read_json', 'write_jsonl', 'iter_jsonl', 'read_jsonl',
            'iter_text_blocks', 'Report', 'use_cjk_font', 'config_field_help', 'merge_config', 'read_config_file',
-           'config_parser', 'parse_config', 'run_command', 'config_command', 'Stage', 'register_stage', 'check_stages',
-           'PipelineConfig', 'pipeline', 'main']
+           'config_parser', 'parse_config', 'system_exit_code', 'run_command', 'config_command', 'Stage',
+           'register_stage', 'check_stages', 'PipelineConfig', 'pipeline', 'main']
 
-# %% ../nbs/00_core.ipynb #e535c669
+# %% ../nbs/00_core.ipynb #c681b69b
 import os, re, sys, json, random, time, types, typing, inspect, tempfile, shutil, hashlib, itertools, linecache
 import contextlib, argparse, importlib, traceback, dataclasses
 from pathlib import Path
 
-# %% ../nbs/00_core.ipynb #ffa0c2cd
+# %% ../nbs/00_core.ipynb #a747a556
 def seed_everything(seed:int=0  # the seed for python, numpy and (when loaded) torch
                    )->int:
     "Seed `random`, `numpy` and, if it is already imported, `torch` (all devices)."
@@ -36,7 +36,7 @@ def seed_everything(seed:int=0  # the seed for python, numpy and (when loaded) t
         if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
     return seed
 
-# %% ../nbs/00_core.ipynb #f310ce08
+# %% ../nbs/00_core.ipynb #da5ffe47
 def pick_device(prefer:str|None=None  # 'cuda', 'mps' or 'cpu'; default: $KNOWLM_NB_DEVICE, else the best available
                )->str:
     "Return the device to train on: cuda > mps > cpu, unless `prefer` or $KNOWLM_NB_DEVICE says otherwise."
@@ -54,7 +54,7 @@ def pick_device(prefer:str|None=None  # 'cuda', 'mps' or 'cpu'; default: $KNOWLM
     if hasattr(torch.backends, 'mps') and torch.backends.mps.is_available(): return 'mps'
     return 'cpu'
 
-# %% ../nbs/00_core.ipynb #7d11d16d
+# %% ../nbs/00_core.ipynb #a1d9b45e
 def knowlm_home()->Path:
     "The cache directory: $KNOWLM_NB_HOME, else `knowlm_nb` under the user cache dir."
     p = os.environ.get('KNOWLM_NB_HOME')
@@ -62,7 +62,7 @@ def knowlm_home()->Path:
     base = os.environ.get('XDG_CACHE_HOME') or (Path.home()/'.cache')
     return Path(base)/'knowlm_nb'
 
-# %% ../nbs/00_core.ipynb #481a5968
+# %% ../nbs/00_core.ipynb #a2caad62
 @contextlib.contextmanager
 def file_lock(path:str|Path,  # the lock file (created if missing)
               timeout:float=3600  # seconds to wait before giving up
@@ -91,14 +91,14 @@ def file_lock(path:str|Path,  # the lock file (created if missing)
     finally:
         fh.close()
 
-# %% ../nbs/00_core.ipynb #4c34befd
+# %% ../nbs/00_core.ipynb #c8365581
 def stable_hash(obj, n:int=12  # number of hex digits to keep
                )->str:
     "A short hash of a JSON-serialisable `obj`, stable across runs and machines (keys sorted)."
     s = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(s.encode('utf-8')).hexdigest()[:n]
 
-# %% ../nbs/00_core.ipynb #a3ba19c9
+# %% ../nbs/00_core.ipynb #cef1d054
 @contextlib.contextmanager
 def atomic_dir(path:str|Path  # the directory to (re)create
               ):
@@ -117,7 +117,7 @@ def atomic_dir(path:str|Path  # the directory to (re)create
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
 
-# %% ../nbs/00_core.ipynb #6a543357
+# %% ../nbs/00_core.ipynb #78052008
 def cached_build(kind:str,  # family of artefact, e.g. 'tokenizer' or 'tiny_lm'
                  key:dict,  # everything the artefact depends on; hashed into its directory name
                  build,  # `build(tmp_dir: Path)` writes the artefact into `tmp_dir`
@@ -137,7 +137,7 @@ def cached_build(kind:str,  # family of artefact, e.g. 'tokenizer' or 'tiny_lm'
             (tmp/'.complete').write_text(time.strftime('%Y-%m-%dT%H:%M:%S'))
     return final
 
-# %% ../nbs/00_core.ipynb #9c32c16c
+# %% ../nbs/00_core.ipynb #bbe22aae
 def in_test()->bool:
     "True while `nbdev-test` (or pytest with IN_TEST set) runs this code."
     return os.environ.get('IN_TEST', '').strip().lower() not in ('', '0', 'false', 'no')
@@ -146,7 +146,7 @@ def in_colab()->bool:
     "True inside Google Colab."
     return 'google.colab' in sys.modules or 'COLAB_RELEASE_TAG' in os.environ
 
-# %% ../nbs/00_core.ipynb #eca9a2d4
+# %% ../nbs/00_core.ipynb #217cfb76
 class InputError(ValueError):
     "Bad input (an argument, a config field, a file or a record): commands print its message and exit 2."
     exit_code = 2
@@ -157,7 +157,7 @@ class ConfigError(InputError):
 class DataFormatError(InputError):
     "A record or file is not in the expected format; the message names the file, line and field."
 
-# %% ../nbs/00_core.ipynb #e5ac3fb3
+# %% ../nbs/00_core.ipynb #95faaffe
 def exit_code(err:BaseException  # the exception a command raised
              )->int:
     "2 for bad input (`InputError`, a missing file, an exception with `exit_code = 2`), else 1."
@@ -165,7 +165,7 @@ def exit_code(err:BaseException  # the exception a command raised
     if isinstance(code, int): return code
     return 2 if isinstance(err, (FileNotFoundError, NotADirectoryError, IsADirectoryError)) else 1
 
-# %% ../nbs/00_core.ipynb #65bf5f37
+# %% ../nbs/00_core.ipynb #f3309503
 @contextlib.contextmanager
 def atomic_write(path:str|Path,  # the file to (re)write
                  mode:str='w',  # 'w' for text (utf-8) or 'wb' for bytes
@@ -184,7 +184,7 @@ def atomic_write(path:str|Path,  # the file to (re)write
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
-# %% ../nbs/00_core.ipynb #109df506
+# %% ../nbs/00_core.ipynb #36118874
 def write_json(path:str|Path,  # destination
                obj,  # any JSON-serialisable object
                indent:int|None=1  # pretty-printing indent (None: one line)
@@ -203,7 +203,7 @@ def read_json(path:str|Path  # a JSON file
     try: return json.loads(text)
     except json.JSONDecodeError as e: raise DataFormatError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
 
-# %% ../nbs/00_core.ipynb #988818d7
+# %% ../nbs/00_core.ipynb #5672b40c
 def write_jsonl(path:str|Path,  # destination
                 records,  # an iterable of JSON-serialisable dicts
                )->int:
@@ -249,7 +249,7 @@ def read_jsonl(path:str|Path,  # a JSONL file
     "Read a whole JSONL file into a list (see `iter_jsonl` for the checks)."
     return list(iter_jsonl(path, required))
 
-# %% ../nbs/00_core.ipynb #90509ed7
+# %% ../nbs/00_core.ipynb #28ed77df
 def iter_text_blocks(path:str|Path,  # a UTF-8 text file
                      on_error=None  # `on_error(message)` for a block that is not UTF-8, which is then skipped (default: raise)
                     ):
@@ -273,7 +273,7 @@ def iter_text_blocks(path:str|Path,  # a UTF-8 text file
                 if text is not None: yield text, len(raw)
             pos += len(line)
 
-# %% ../nbs/00_core.ipynb #653e486f
+# %% ../nbs/00_core.ipynb #a7b1fdbe
 class Report:
     "Collects Markdown sections, tables and matplotlib figures, and writes `report.md` with `figures/*.png`."
     def __init__(self, out:str|Path,  # output directory
@@ -323,7 +323,7 @@ class Report:
         write_json(self.out/'metrics.json', self.metrics)
         return self.out/'report.md'
 
-# %% ../nbs/00_core.ipynb #4cec2718
+# %% ../nbs/00_core.ipynb #75b39c1a
 CJK_FONTS = ['WenQuanYi Micro Hei', 'WenQuanYi Zen Hei', 'Noto Sans CJK SC', 'Noto Sans CJK JP', 'Source Han Sans SC',
              'SimHei', 'Microsoft YaHei', 'PingFang SC', 'Heiti SC', 'AR PL UMing CN']
 
@@ -345,7 +345,7 @@ def use_cjk_font()->str|None:
             return name
     return None
 
-# %% ../nbs/00_core.ipynb #b646c637
+# %% ../nbs/00_core.ipynb #1695d136
 def _class_source(cls)->str:
     "The source of class `cls`: from its file, or from the notebook cell that defined it."
     try: return inspect.getsource(cls)
@@ -366,7 +366,7 @@ def config_field_help(cls  # a dataclass (its dataclass bases are read too)
             if m.group(1) in names: helps[m.group(1)] = m.group(2).strip()
     return helps
 
-# %% ../nbs/00_core.ipynb #c7637627
+# %% ../nbs/00_core.ipynb #f3078473
 def merge_config(config,  # a config dataclass instance, or the class itself (its defaults)
                  overrides:dict|None=None,  # field name -> value
                  where:str='',  # where the overrides come from, for messages (a file name, 'command line')
@@ -384,7 +384,7 @@ def merge_config(config,  # a config dataclass instance, or the class itself (it
     except ConfigError: raise
     except (TypeError, ValueError) as e: raise ConfigError(f"{at}{cls.__name__}: {e}") from None
 
-# %% ../nbs/00_core.ipynb #1bd92355
+# %% ../nbs/00_core.ipynb #dca137ce
 def read_config_file(path:str|Path  # a .json, .yaml or .yml file holding one mapping of field values
                     )->dict:
     "The field values in a JSON or YAML config file; anything else is a `DataFormatError` naming the file."
@@ -399,7 +399,7 @@ def read_config_file(path:str|Path  # a .json, .yaml or .yml file holding one ma
     if not isinstance(obj, dict): raise DataFormatError(f"{path}: expected a mapping of field names to values, got {type(obj).__name__}")
     return obj
 
-# %% ../nbs/00_core.ipynb #5003f568
+# %% ../nbs/00_core.ipynb #801f52d4
 def _scalar(s:str):
     "A number if `s` reads as one, else the string."
     for conv in (int, float):
@@ -483,7 +483,12 @@ def parse_config(cls,  # the config dataclass
     except InputError as e: parser.error(str(e))
     return cfg, ns
 
-# %% ../nbs/00_core.ipynb #55171207
+# %% ../nbs/00_core.ipynb #236d7c70
+def system_exit_code(e:SystemExit  # what argparse (or `sys.exit`) raised
+                    )->int:
+    "The exit code a `SystemExit` carries: argparse exits 0 after `--help` and 2 on a usage error."
+    return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+
 def run_command(prog:str,  # command name for messages
                 fn,  # the work: `fn()` returns None or an exit code
                )->int:
@@ -513,7 +518,7 @@ def config_command(cls,  # the stage's config dataclass
            )->int:
         p = config_parser(cls, prog, description, exclude)
         try: cfg, ns = parse_config(cls, list(sys.argv[1:] if argv is None else argv), p, required)
-        except SystemExit as e: return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+        except SystemExit as e: return system_exit_code(e)
         if ns.dry_run:
             print(json.dumps(dataclasses.asdict(cfg), indent=1, ensure_ascii=False, default=str))
             return 0
@@ -522,7 +527,7 @@ def config_command(cls,  # the stage's config dataclass
     cli.__name__ = cli.__qualname__ = 'cli_' + re.sub(r'\W', '_', prog.split()[-1])
     return cli
 
-# %% ../nbs/00_core.ipynb #c46488be
+# %% ../nbs/00_core.ipynb #e2931b1b
 @dataclasses.dataclass(frozen=True)
 class Stage:
     "One stage of knowlm_nb: its command and its pipeline step."
@@ -556,7 +561,7 @@ register_stage('chunk', 'knowlm_nb.chunking', 'split a corpus into sentence-alig
 register_stage('pretrain', 'knowlm_nb.pretrain', '(continued) pretraining with the HF Trainer, DeepSpeed ZeRO for scale-up', 'cli_pretrain', 'pipeline_pretrain')
 register_stage('rhyme', 'knowlm_nb.rhyme', 'score classical poems for 平仄, 平水韵 rhymes, 对仗 and length', 'cli_rhyme', 'pipeline_rhyme')
 
-# %% ../nbs/00_core.ipynb #38467bd1
+# %% ../nbs/00_core.ipynb #f81fc39c
 def check_stages(names:list|None  # stage names asked for (None: all with a pipeline step)
                 )->list:
     "The registered pipeline stages among `names`, in pipeline order; an unknown name is an `InputError` listing the valid ones."
@@ -567,7 +572,7 @@ def check_stages(names:list|None  # stage names asked for (None: all with a pipe
     if not names: raise InputError(f"no stage given; valid stages: {', '.join(valid)}")
     return [n for n in valid if n in names]
 
-# %% ../nbs/00_core.ipynb #81fe6119
+# %% ../nbs/00_core.ipynb #4d669c78
 @dataclasses.dataclass
 class PipelineConfig:
     "What `knowlm-nb pipeline` runs."
@@ -602,7 +607,7 @@ def _run_pipeline(cfg:PipelineConfig):
 
 cli_pipeline = config_command(PipelineConfig, _run_pipeline, 'knowlm-nb pipeline', 'run every stage end to end and write a report')
 
-# %% ../nbs/00_core.ipynb #58923349
+# %% ../nbs/00_core.ipynb #6631f7ce
 def _strip_launcher_args(argv:list)->list:
     "Drop the `--local_rank N` the deepspeed launcher adds (the rank is in $LOCAL_RANK too)."
     flags = ('--local_rank', '--local-rank')
@@ -626,7 +631,7 @@ def main(argv:list|None=None  # command-line arguments (default: sys.argv[1:])
         p.print_help()
         return 2
     try: ns = p.parse_args(argv[:1]) if argv[0] not in ('-h', '--help', '--version') else p.parse_args(argv)
-    except SystemExit as e: return e.code if isinstance(e.code, int) else 2
+    except SystemExit as e: return system_exit_code(e)
     cli = cli_pipeline if ns.command == 'pipeline' else STAGES[ns.command].load('command')
     try: return cli(argv[1:]) or 0
-    except SystemExit as e: return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except SystemExit as e: return system_exit_code(e)

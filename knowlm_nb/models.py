@@ -14,7 +14,7 @@ __all__ = ['SPECIAL_TOKENS', 'MODEL_REGISTRY', 'train_tokenizer', 'tiny_config',
 import os, time, socket, argparse
 from dataclasses import dataclass, asdict
 from pathlib import Path
-from .core import cached_build, seed_everything, pick_device, atomic_dir, ConfigError, run_command
+from .core import system_exit_code, cached_build, seed_everything, pick_device, atomic_dir, ConfigError, run_command
 from .world import WorldConfig, make_world, pretrain_documents
 
 # %% ../nbs/02_models.ipynb #e96664e6
@@ -318,7 +318,7 @@ def cli_models(argv:list|None=None  # the command's arguments (default: sys.argv
     i.add_argument('--vocab-size', type=int, default=4096, help='vocabulary size of the world tokenizer (default: 4096)')
     i.add_argument('--seed', type=int, default=0, help='seed of the toy world and of the initialisation (default: 0)')
     try: a = p.parse_args(argv)
-    except SystemExit as e: return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+    except SystemExit as e: return system_exit_code(e)
     return run_command('knowlm-nb models', lambda: _run_models(a))
 
 def pipeline_models(report, ctx:dict):

@@ -21,7 +21,7 @@ import re, json, time, argparse, unicodedata, importlib.util, statistics
 from dataclasses import dataclass, field, asdict
 from functools import lru_cache
 from pathlib import Path
-from .core import (iter_jsonl, iter_text_blocks, read_json, write_json, write_jsonl, DataFormatError, InputError, use_cjk_font,
+from .core import (system_exit_code, iter_jsonl, iter_text_blocks, read_json, write_json, write_jsonl, DataFormatError, InputError, use_cjk_font,
                             run_command)
 
 # %% ../nbs/10_rhyme.ipynb #9561ef1a
@@ -920,7 +920,7 @@ def cli_rhyme(argv:list|None=None  # arguments after `knowlm-nb rhyme`
     e.add_argument('--strict', action='store_true', help='count every position (no 一三五不论)')
     e.add_argument('--out', help='also write the rows as JSON here')
     try: a = p.parse_args(argv)
-    except SystemExit as err: return err.code if isinstance(err.code, int) else (0 if err.code is None else 2)
+    except SystemExit as err: return system_exit_code(err)
     return run_command('knowlm-nb rhyme', lambda: (_score_command if a.cmd == 'score' else _eval_command)(a))
 
 # %% ../nbs/10_rhyme.ipynb #5243c587
