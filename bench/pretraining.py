@@ -130,7 +130,7 @@ def gpu_plain_floor(work:Path, steps:int, batch:int, seed:int=0):
     torch.cuda.empty_cache()
     return steady_throughput(marks)
 
-def gpu_bench(steps:int=30, compare_steps:int=20, out_json:str|None=None, smoke:bool=False):
+def gpu_bench(steps:int=30, compare_steps:int=20, out_json:str|None=None, smoke:bool=False, batches:list|None=None):
     "The project's pretrain() on a 0.5B Qwen2 shape at sequence 2048, options off and on, beside a plain-loop floor; MFU on real tokens."
     import torch
     work = Path(tempfile.mkdtemp())
@@ -157,6 +157,8 @@ def gpu_bench(steps:int=30, compare_steps:int=20, out_json:str|None=None, smoke:
         'packed, flex, Liger, pure bf16 + fused AdamW, 32 docs/step': (steps, dict(packing=True, precision='bf16-pure', batch_size=32)),
         'packed, flex, Liger, pure bf16 + fused AdamW, 48 docs/step': (steps, dict(packing=True, precision='bf16-pure', batch_size=48)),
     }
+    if batches:  # only the fastest options, at these micro batches (documents per step), and the floor at the largest that fits
+        runs = {f'packed, flex, Liger, pure bf16 + fused AdamW, {b} docs/step': (steps, dict(packing=True, precision='bf16-pure', batch_size=b)) for b in batches}
     if smoke: runs = {k: (3, {**kw, 'liger': False, 'attn_implementation': 'sdpa', 'precision': 'fp32'}) for k, (_, kw) in list(runs.items())[:3]}
     for label, (k, kw) in runs.items():
         t0 = time.perf_counter()
@@ -172,8 +174,10 @@ def gpu_bench(steps:int=30, compare_steps:int=20, out_json:str|None=None, smoke:
         save()
     if not smoke:
         try:
-            tps = gpu_plain_floor(work, steps, 32)
-            res['runs']['plain loop floor: packed, flex, Liger, pure bf16, fused AdamW, 32 docs/step'] = {'steady_tokens_per_second': tps, 'mfu': mfu(tps)}
+            ok = [kw['batch_size'] for label, (_, kw) in runs.items() if 'error' not in res['runs'].get(label, {'error': 1})]
+            fb = max(ok) if batches and ok else 32
+            tps = gpu_plain_floor(work, steps, fb)
+            res['runs'][f'plain loop floor: packed, flex, Liger, pure bf16, fused AdamW, {fb} docs/step'] = {'steady_tokens_per_second': tps, 'mfu': mfu(tps)}
         except Exception as e:
             res['runs']['plain loop floor'] = {'error': f"{type(e).__name__}: {str(e)[:400]}"}
     a = res['runs'].get('loss check: unoptimised (padded, sdpa, no Liger, bf16 mixed), 8 docs/step', {}).get('losses')
@@ -188,11 +192,13 @@ def main():
     p.add_argument('--cached-build', action='store_true', help="report the cached tiny_lm's build record instead of building it afresh")
     p.add_argument('--gpu', action='store_true', help='only the GPU measurement (needs CUDA and liger-kernel)')
     p.add_argument('--gpu-steps', type=int, default=30, help='steps of each GPU throughput run')
+    p.add_argument('--gpu-batches', help='only the fastest options at these micro batches, e.g. 64,96,128 (documents per step)')
     p.add_argument('--smoke', action='store_true', help='with --gpu: run the GPU script on the CPU with a tiny model (checks the script, measures nothing)')
     p.add_argument('--out-json', help='where to write the figures (default: bench/results/pretraining[_gpu].json)')
     a = p.parse_args()
     if a.gpu:
-        res = gpu_bench(a.gpu_steps, out_json=a.out_json or (tempfile.mkdtemp() + '/smoke.json' if a.smoke else None), smoke=a.smoke)
+        res = gpu_bench(a.gpu_steps, out_json=a.out_json or (tempfile.mkdtemp() + '/smoke.json' if a.smoke else None), smoke=a.smoke,
+                        batches=[int(x) for x in a.gpu_batches.split(',')] if a.gpu_batches else None)
         print(f"\n{res['device']}, {res['parameters']/1e6:.0f}M params, seq 2048, MFU on real tokens (peak {res['peak_flops'] or 0:.3g} FLOP/s)")
         for k, v in res['runs'].items():
             if 'error' in v: print(f"{k:<80} error: {v['error'][:120]}")
