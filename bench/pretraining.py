@@ -170,6 +170,10 @@ def gpu_bench(steps:int=30, compare_steps:int=20, out_json:str|None=None, smoke:
                                   'wall_seconds': round(time.perf_counter() - t0, 1)}
         except Exception as e:
             res['runs'][label] = {'options': kw, 'error': f"{type(e).__name__}: {str(e)[:400]}"}
+        if 'error' in res['runs'][label]:  # (outside the except block, whose traceback keeps the failed run's tensors alive)
+            import gc
+            gc.collect()
+            if device == 'cuda': torch.cuda.empty_cache()
         print(label, {k_: v for k_, v in res['runs'][label].items() if k_ != 'losses'}, flush=True)
         save()
     if not smoke:
