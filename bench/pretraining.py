@@ -54,7 +54,7 @@ def flops_per_token(n_params:int, doc_lengths, shape:dict=QWEN05):
     d = np.asarray(doc_lengths, dtype=np.float64)
     return 6*n_params + 12*shape['num_hidden_layers']*shape['hidden_size']*float((d*d).sum()/d.sum())
 
-def gpu_setup(work:Path, n_docs:int, seq:int, seed:int=0, shape:dict=QWEN05):
+def gpu_setup(work:Path, n_docs:int, seq:int, seed:int=0, shape:dict=QWEN05, doc_max:int|None=None):
     "A random-init Qwen2-0.5B-shaped model and the world tokenizer saved as a local model dir; documents of 64..seq tokens in a chunk index."
     import torch
     from transformers import Qwen2Config, AutoModelForCausalLM
@@ -68,7 +68,7 @@ def gpu_setup(work:Path, n_docs:int, seq:int, seed:int=0, shape:dict=QWEN05):
     tok.save_pretrained(work/'qwen05')
     stream = np.concatenate([np.asarray(x, dtype=np.int64) for x in tok([d['text'] for d in pretrain_documents(make_world(), repeats=2)])['input_ids']])
     rng = np.random.default_rng(seed)
-    lens = rng.integers(64, seq + 1, size=n_docs)
+    lens = rng.integers(64, (doc_max or seq) + 1, size=n_docs)
     with IndexedDatasetWriter(work/'docs', vocab_size=len(tok)) as w:
         o = 0
         for n in lens:
@@ -130,18 +130,18 @@ def gpu_plain_floor(work:Path, steps:int, batch:int, seed:int=0):
     torch.cuda.empty_cache()
     return steady_throughput(marks)
 
-def gpu_bench(steps:int=30, compare_steps:int=20, out_json:str|None=None, smoke:bool=False, batches:list|None=None):
+def gpu_bench(steps:int=30, compare_steps:int=20, out_json:str|None=None, smoke:bool=False, batches:list|None=None, doc_max:int=2048):
     "The project's pretrain() on a 0.5B Qwen2 shape at sequence 2048, options off and on, beside a plain-loop floor; MFU on real tokens."
     import torch
     work = Path(tempfile.mkdtemp())
     shape, device = (SMOKE, 'cpu') if smoke else (QWEN05, 'cuda')
     name = 'cpu (smoke test)' if smoke else torch.cuda.get_device_name()
     peak = next((v for k, v in PEAK_BF16.items() if k in name), None)
-    n, lens = gpu_setup(work, n_docs=300 if smoke else 6000, seq=2048, shape=shape)
+    n, lens = gpu_setup(work, n_docs=300 if smoke else 6000, seq=2048, shape=shape, doc_max=doc_max)
     fpt = flops_per_token(n, lens, shape)
     import transformers
     res = {'device': name, 'torch': torch.__version__, 'transformers': transformers.__version__, 'parameters': n, 'seq': 2048,
-           'flops_per_token': fpt, 'peak_flops': peak, 'doc_lengths': '64..2048 tokens, uniform', 'command': 'python bench/pretraining.py ' + ' '.join(sys.argv[1:]),
+           'flops_per_token': fpt, 'peak_flops': peak, 'doc_lengths': f'64..{doc_max} tokens, uniform', 'command': 'python bench/pretraining.py ' + ' '.join(sys.argv[1:]),
            'mfu_rule': 'steady real tokens/s (steps after the first fifth) x (6N + 12*L*H*E[d^2]/E[d]) / peak bf16 FLOP/s', 'runs': {}}
     def save():
         path = Path(out_json or RESULTS/'pretraining_gpu.json')
@@ -196,13 +196,14 @@ def main():
     p.add_argument('--cached-build', action='store_true', help="report the cached tiny_lm's build record instead of building it afresh")
     p.add_argument('--gpu', action='store_true', help='only the GPU measurement (needs CUDA and liger-kernel)')
     p.add_argument('--gpu-steps', type=int, default=30, help='steps of each GPU throughput run')
+    p.add_argument('--gpu-doc-max', type=int, default=2048, help='longest document (tokens); lengths are uniform from 64')
     p.add_argument('--gpu-batches', help='only the fastest options at these micro batches, e.g. 64,96,128 (documents per step)')
     p.add_argument('--smoke', action='store_true', help='with --gpu: run the GPU script on the CPU with a tiny model (checks the script, measures nothing)')
     p.add_argument('--out-json', help='where to write the figures (default: bench/results/pretraining[_gpu].json)')
     a = p.parse_args()
     if a.gpu:
         res = gpu_bench(a.gpu_steps, out_json=a.out_json or (tempfile.mkdtemp() + '/smoke.json' if a.smoke else None), smoke=a.smoke,
-                        batches=[int(x) for x in a.gpu_batches.split(',')] if a.gpu_batches else None)
+                        batches=[int(x) for x in a.gpu_batches.split(',')] if a.gpu_batches else None, doc_max=a.gpu_doc_max)
         print(f"\n{res['device']}, {res['parameters']/1e6:.0f}M params, seq 2048, MFU on real tokens (peak {res['peak_flops'] or 0:.3g} FLOP/s)")
         for k, v in res['runs'].items():
             if 'error' in v: print(f"{k:<80} error: {v['error'][:120]}")
