@@ -10,7 +10,7 @@ Measures, as medians of --runs runs (rounds interleave the three timings so drif
 Each full run happens in a fresh subprocess, which reports its peak RSS (and its workers'); a run on half the
 corpus shows whether peak RSS depends on corpus size. Then 10k random reads from the index.
 """
-import argparse, json, os, resource, subprocess, sys, tempfile, time
+import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
 import numpy as np
 

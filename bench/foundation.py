@@ -2,8 +2,7 @@
 
 Run: `python bench/foundation.py` (prints a table; median of N runs each).
 """
-import argparse, os, platform, statistics, sys, tempfile, time
-from pathlib import Path
+import argparse, os, platform, statistics, tempfile, time
 
 def median_time(fn, n):
     ts = []

@@ -215,7 +215,7 @@ def main():
     from knowlm_nb.pretrain import load_pretraining_data, CausalLMCollator, PackedCollator, TINY_LM_RECIPE, tiny_lm_path, fact_recall, tiny_lm
     from knowlm_nb.models import world_tokenizer, tiny_config, build_model, n_params
     from knowlm_nb.world import make_world, pretrain_documents
-    from knowlm_nb.core import read_json, knowlm_home
+    from knowlm_nb.core import read_json
     from knowlm_nb.training import resolve_precision
     tok = world_tokenizer()
     data = load_pretraining_data([d['text'] for d in pretrain_documents(make_world(), repeats=1)], tok, 256)

@@ -16,8 +16,8 @@ __all__ = ['sentence_bounds', 'split_sentences', 'ChunkTokenizer', 'as_tokenizer
 
 # %% ../nbs/03_chunking.ipynb #c6d8041a
 import os, re, json, math, time, pickle, shutil, struct, bisect, tempfile, argparse, itertools, contextlib
-from collections import Counter, deque
-from dataclasses import dataclass, asdict, replace
+from collections import deque
+from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
 from .core import (system_exit_code, DataFormatError, InputError, ConfigError, atomic_write, write_json, read_json, iter_jsonl, iter_text_blocks,
