@@ -8,9 +8,9 @@ Docs: https://knowlm-nb.github.io/knowlm_nb/core.html.md"""
 __all__ = ['CJK_FONTS', 'STAGES', 'cli_pipeline', 'seed_everything', 'pick_device', 'knowlm_home', 'file_lock', 'stable_hash',
            'atomic_dir', 'cached_build', 'in_test', 'in_colab', 'InputError', 'ConfigError', 'DataFormatError',
            'exit_code', 'atomic_write', 'write_json', 'read_json', 'write_jsonl', 'iter_jsonl', 'read_jsonl',
-           'iter_text_blocks', 'Report', 'use_cjk_font', 'config_field_help', 'merge_config', 'read_config_file',
-           'config_parser', 'parse_config', 'system_exit_code', 'run_command', 'config_command', 'Stage',
-           'register_stage', 'check_stages', 'PipelineConfig', 'pipeline', 'main']
+           'iter_text_blocks', 'Report', 'bench_figures', 'use_cjk_font', 'config_field_help', 'merge_config',
+           'read_config_file', 'config_parser', 'parse_config', 'system_exit_code', 'run_command', 'config_command',
+           'Stage', 'register_stage', 'check_stages', 'PipelineConfig', 'pipeline', 'main']
 
 # %% ../nbs/00_core.ipynb #c681b69b
 import os, re, sys, json, random, time, types, typing, inspect, tempfile, shutil, hashlib, itertools, linecache
@@ -323,6 +323,17 @@ class Report:
         write_json(self.out/'metrics.json', self.metrics)
         return self.out/'report.md'
 
+# %% ../nbs/00_core.ipynb #568ba93e
+def bench_figures(name:str,  # the bench's result name, e.g. 'pretraining'
+                  start:str|Path|None=None  # where to start looking upwards for bench/results (default: the working directory)
+                 )->dict|None:
+    "The figures a bench wrote to bench/results/<name>.json (None outside a source checkout)."
+    here = Path(start or Path.cwd()).resolve()
+    for root in (here, *here.parents):
+        f = root/'bench'/'results'/f'{name}.json'
+        if f.exists(): return read_json(f)
+    return None
+
 # %% ../nbs/00_core.ipynb #75b39c1a
 CJK_FONTS = ['WenQuanYi Micro Hei', 'WenQuanYi Zen Hei', 'Noto Sans CJK SC', 'Noto Sans CJK JP', 'Source Han Sans SC',
              'SimHei', 'Microsoft YaHei', 'PingFang SC', 'Heiti SC', 'AR PL UMing CN']
@@ -559,6 +570,7 @@ register_stage('world', 'knowlm_nb.world', 'generate the toy knowledge world and
 register_stage('models', 'knowlm_nb.models', 'train the world tokenizer, list or inspect the registered models', 'cli_models', 'pipeline_models')
 register_stage('chunk', 'knowlm_nb.chunking', 'split a corpus into sentence-aligned chunks and write an mmap index', 'cli_chunk', 'pipeline_chunking')
 register_stage('pretrain', 'knowlm_nb.pretrain', '(continued) pretraining with the HF Trainer, DeepSpeed ZeRO for scale-up', 'cli_pretrain', 'pipeline_pretrain')
+register_stage('sft', 'knowlm_nb.sft', 'LoRA / QLoRA / full instruction tuning (KnowLM, KnowTuning)', 'cli_sft', 'pipeline_sft')
 register_stage('rhyme', 'knowlm_nb.rhyme', 'score classical poems for 平仄, 平水韵 rhymes, 对仗 and length', 'cli_rhyme', 'pipeline_rhyme')
 
 # %% ../nbs/00_core.ipynb #f81fc39c

@@ -211,6 +211,7 @@ def generate(model, tokenizer,
              top_p:float|None=None,  # nucleus sampling mass
              repetition_penalty:float=1.0,  # >1 discourages repeats
              num_return_sequences:int=1,  # completions per prompt
+             num_beams:int=1,  # beam search width (1: no beam search)
              stop:list|None=None,  # cut each completion at the first of these strings
              seed:int|None=None,  # seed for sampling
              add_bos:bool=True  # start each prompt with the tokenizer's BOS token, as training documents start (if it has one)
@@ -230,7 +231,7 @@ def generate(model, tokenizer,
            'attention_mask': torch.tensor([[0]*(T - len(x)) + [1]*len(x) for x in ids])}
     dev = next(model.parameters()).device
     gen_kw = dict(max_new_tokens=max_new_tokens, do_sample=do_sample, repetition_penalty=repetition_penalty,
-                  num_return_sequences=num_return_sequences, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                  num_return_sequences=num_return_sequences, num_beams=num_beams, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
     if do_sample: gen_kw.update(temperature=temperature, top_k=top_k, top_p=top_p)
     with torch.no_grad(): out = model.generate(**{k: v.to(dev) for k, v in enc.items()}, **gen_kw)
     texts = tokenizer.batch_decode(out[:, enc['input_ids'].shape[1]:], skip_special_tokens=True)

@@ -42,7 +42,7 @@ class TrainConfig:
     gradient_checkpointing:bool=False  # trade compute for memory
     group_by_length:bool=False  # batch samples of similar length together (seeded, so a resumed run sees the same batches)
     packing:bool=False  # pack samples into rows of max_len tokens, each attending only to itself
-    precision:str='fp32'  # 'fp32', 'bf16' (mixed), 'fp16' (GPU only), 'bf16-pure' (bf16 weights, GPU) or 'auto' (bf16 where it is native, else fp32)
+    precision:str='fp32'  # 'fp32', 'bf16' (mixed), 'fp16' (GPU only), 'bf16-pure' (bf16 weights, GPU) or 'auto' (bf16 where it is native, fp16 on an older GPU, else fp32)
     liger:bool|None=None  # Liger fused kernels (fused linear cross-entropy, RMSNorm, RoPE, SwiGLU); None: on for CUDA when installed
     attn_implementation:str|None=None  # 'sdpa', 'eager', 'flex_attention', 'flash_attention_2'; None: flex for packed rows on CUDA, else sdpa
     save_steps:int=0  # checkpoint every N steps (0: only the final model)
@@ -74,8 +74,8 @@ def native_bf16(device:str  # 'cuda', 'cpu', ...
                )->bool:
     "True where bf16 arithmetic is native: a CUDA GPU that supports it, or a CPU with AVX512-BF16 or AMX."
     if device.startswith('cuda'):
-        import torch
-        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        import torch  # compute capability 8.0 (Ampere) or newer: a T4 (7.5) only emulates bf16
+        return torch.cuda.is_available() and torch.cuda.get_device_capability() >= (8, 0)
     if device != 'cpu': return False
     try: flags = Path('/proc/cpuinfo').read_text()
     except OSError: return False
@@ -84,9 +84,10 @@ def native_bf16(device:str  # 'cuda', 'cpu', ...
 def resolve_precision(precision:str,  # a `TrainConfig.precision`
                       device:str  # the run's device
                      )->str:
-    "'auto' made concrete: 'bf16' where it is native on `device`, else 'fp32'; other values unchanged."
+    "'auto' made concrete: 'bf16' where it is native on `device`, 'fp16' on an older GPU (a T4), else 'fp32'; other values unchanged."
     if precision != 'auto': return precision
-    return 'bf16' if native_bf16(device) else 'fp32'
+    if native_bf16(device): return 'bf16'
+    return 'fp16' if device.startswith('cuda') else 'fp32'
 
 def resolve_gpu_options(cfg:TrainConfig,  # the run's config
                         device:str  # 'cuda', 'cpu', ...
