@@ -214,7 +214,7 @@ def generate(model, tokenizer,
              num_beams:int=1,  # beam search width (1: no beam search)
              stop:list|None=None,  # cut each completion at the first of these strings
              seed:int|None=None,  # seed for sampling
-             add_bos:bool=True  # start each prompt with the tokenizer's BOS token, as training documents start (if it has one)
+             add_bos:bool=True  # start each prompt with the tokenizer's BOS token, as training documents start (if it has one and the prompt lacks it)
             )->list:
     "Complete each prompt; return the new text only (a flat list, `num_return_sequences` per prompt)."
     import torch
@@ -224,7 +224,7 @@ def generate(model, tokenizer,
         seed_everything(seed)
         torch.manual_seed(seed)
     ids = tokenizer(prompts, add_special_tokens=False)['input_ids']
-    if add_bos and tokenizer.bos_token_id is not None: ids = [[tokenizer.bos_token_id] + x for x in ids]
+    if add_bos and tokenizer.bos_token_id is not None: ids = [x if x[:1] == [tokenizer.bos_token_id] else [tokenizer.bos_token_id] + x for x in ids]
     T = max(len(x) for x in ids)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     enc = {'input_ids': torch.tensor([[pad]*(T - len(x)) + x for x in ids]),  # left padding: every continuation starts at the end

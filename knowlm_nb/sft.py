@@ -7,15 +7,15 @@ Docs: https://knowlm-nb.github.io/knowlm_nb/sft.html.md"""
 # %% auto #0
 __all__ = ['ALPACA', 'TEMPLATES', 'ANSWER_MARK', 'LORA_TARGETS', 'TINY_SFT_RECIPE', 'cli_sft', 'resolve_template', 'build_prompt',
            'ExampleTooLong', 'response_text', 'tokenize_example', 'check_response_labels', 'read_sft_records',
-           'SFTSamples', 'tokenize_records', 'SFTCollator', 'knowtuning_records', 'sft_eval_items', 'final_answer',
-           'answer_accuracy', 'parse_fact', 'fact_precision', 'SFTConfig', 'knowlm_sft_recipe', 'knowtuning_sft_recipe',
-           'base_model_path', 'require_bitsandbytes', 'linear_module_names', 'check_lora_targets', 'token_ids_of',
-           'sft_model_and_tokenizer', 'sft_data', 'sft', 'load_sft_model', 'merge_adapter', 'merge_check',
-           'tiny_sft_path', 'tiny_sft', 'sft_comparison', 'plot_sft_comparison', 'answer_side_by_side', 'sft_demo',
-           'pipeline_sft']
+           'SFTSamples', 'tokenize_records', 'SFTCollator', 'knowtuning_records', 'sft_eval_items', 'split_answer',
+           'final_answer', 'answer_accuracy', 'parse_fact', 'fact_precision', 'SFTConfig', 'knowlm_sft_recipe',
+           'knowtuning_sft_recipe', 'base_model_path', 'require_bitsandbytes', 'linear_module_names',
+           'check_lora_targets', 'token_ids_of', 'sft_model_and_tokenizer', 'sft_data', 'sft', 'load_sft_model',
+           'merge_adapter', 'merge_check', 'tiny_sft_path', 'tiny_sft', 'sft_comparison', 'plot_sft_comparison',
+           'answer_side_by_side', 'sft_demo', 'pipeline_sft']
 
-# %% ../nbs/05_sft.ipynb #80dfe4f5
-import os, re, json, time, random
+# %% ../nbs/05_sft.ipynb #cae0237c
+import os, re, json, time, random, unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
@@ -24,10 +24,10 @@ from .core import DataFormatError, ConfigError, InputError, iter_jsonl, read_jso
 from .world import make_world, RELATIONS, LANGS, qa_pairs, render
 from .models import load_model, load_tokenizer, generate, n_params, save_model
 from .probe import greedy_completions, answer_matches, normalize_answer
-from .training import TrainConfig, TrainResult, run_trainer, seeded_trainer, cached_training
+from .training import TrainConfig, TrainResult, run_trainer, seeded_trainer, cached_training, resolve_gpu_options
 from .pretrain import tiny_lm_path, plot_training
 
-# %% ../nbs/05_sft.ipynb #046fdc65
+# %% ../nbs/05_sft.ipynb #a711c1bd
 ALPACA = {'input': ("Below is an instruction that describes a task, paired with an input that provides further context. "
                     "Write a response that appropriately completes the request.\n\n"
                     "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"),
@@ -56,7 +56,7 @@ def build_prompt(instruction:str,  # the task
     content = f"{instruction}\n\n{input}" if input else instruction
     return tokenizer.apply_chat_template([{'role': 'user', 'content': content}], tokenize=False, add_generation_prompt=True)
 
-# %% ../nbs/05_sft.ipynb #27c4bab7
+# %% ../nbs/05_sft.ipynb #14d9f141
 class ExampleTooLong(InputError):
     "An example's prompt and response do not fit in the cutoff."
 
@@ -69,7 +69,7 @@ def response_text(rec:dict,  # an Alpaca record: `instruction`, optional `input`
     content = f"{rec['instruction']}\n\n{rec['input']}" if rec.get('input') else rec['instruction']
     full = tokenizer.apply_chat_template([{'role': 'user', 'content': content}, {'role': 'assistant', 'content': rec['output']}], tokenize=False)
     if not full.startswith(prompt): raise ConfigError("this chat template renders a conversation that does not start with its own generation prompt: use template='alpaca'")
-    return prompt, full[len(prompt):]
+    return prompt, full[len(prompt):].rstrip()  # (the whitespace after the end-of-turn token separates turns: not part of the answer)
 
 def tokenize_example(rec:dict,  # an Alpaca record
                      tokenizer,
@@ -77,11 +77,12 @@ def tokenize_example(rec:dict,  # an Alpaca record
                      template:str='alpaca'  # 'alpaca' or 'chat'
                     )->dict:
     "`input_ids` and `labels` (-100 on the prompt) of one example; `ExampleTooLong` if it exceeds the cutoff."
+    if tokenizer.eos_token_id is None: raise ConfigError("the tokenizer has no EOS token: the model could never learn where a response ends")
     prompt, resp = response_text(rec, tokenizer, template)
     p = tokenizer(prompt, add_special_tokens=False)['input_ids']
     r = tokenizer(resp, add_special_tokens=False)['input_ids']
     if tokenizer.bos_token_id is not None and (not p or p[0] != tokenizer.bos_token_id): p = [tokenizer.bos_token_id] + p
-    if template == 'alpaca' or not r or r[-1] != tokenizer.eos_token_id: r = r + [tokenizer.eos_token_id]
+    if not r or r[-1] != tokenizer.eos_token_id: r = r + [tokenizer.eos_token_id]  # (a chat template may end the turn with EOS itself)
     if len(p) + len(r) > cutoff: raise ExampleTooLong(f"{len(p)} prompt + {len(r)} response tokens > cutoff {cutoff}")
     return {'input_ids': p + r, 'labels': [-100]*len(p) + r, 'n_prompt': len(p)}
 
@@ -98,7 +99,7 @@ def check_response_labels(sample:dict,  # from `tokenize_example`
         raise ValueError("labels must be -100 on every prompt token and equal the input ids on the response")
     return len(lab)
 
-# %% ../nbs/05_sft.ipynb #e3e699c2
+# %% ../nbs/05_sft.ipynb #8b1f196f
 def read_sft_records(path:str|Path  # a .json file (a list of records) or a .jsonl file (one record per line)
                     )->list:
     "The Alpaca records of a file, each checked for `instruction` and a non-empty `output`."
@@ -122,7 +123,7 @@ def read_sft_records(path:str|Path  # a .json file (a list of records) or a .jso
     if not out: raise DataFormatError(f"{p}: no records")
     return out
 
-# %% ../nbs/05_sft.ipynb #6377d3a9
+# %% ../nbs/05_sft.ipynb #b184967e
 class SFTSamples:
     "Tokenized examples for the Trainer, with lengths for grouping and what was left out."
     def __init__(self, samples:list, report:dict):
@@ -146,6 +147,7 @@ def tokenize_records(records:list, tokenizer,
     report = {'records': len(records), 'kept': len(kept), 'too_long': len(long_), 'cutoff': cutoff,
               'response_tokens': int(sum(len(s['labels']) - s['n_prompt'] for s in kept))}
     if long_: print(f"{source}: skipped {len(long_)} of {len(records)} examples longer than the cutoff (first: record {long_[0][0]}, {long_[0][1]})")
+    if not records: raise DataFormatError(f"{source}: no examples")
     if not kept: raise DataFormatError(f"{source}: none of the {len(records)} examples fits the cutoff of {cutoff} tokens (first: {long_[0][1]})")
     return SFTSamples(kept, report)
 
@@ -170,7 +172,7 @@ class SFTCollator:
             mask[i, :n] = 1
         return {'input_ids': ids, 'attention_mask': mask, 'labels': lab}
 
-# %% ../nbs/05_sft.ipynb #2b7b1c2f
+# %% ../nbs/05_sft.ipynb #31ed5e18
 ANSWER_MARK = {'en': '\nAnswer: ', 'zh': '\n答案：'}
 
 def _fact_sentence(world, f, lang, rng):
@@ -203,7 +205,7 @@ def knowtuning_records(world=None,  # the world (default: seed 0)
                     'relation': f.r, 'split': q['split'], 'answers': q['answers'], 'kind': kind})
     return out
 
-# %% ../nbs/05_sft.ipynb #68831472
+# %% ../nbs/05_sft.ipynb #35b1b3db
 def sft_eval_items(world=None,  # the world (default: seed 0)
                    split:str='test'  # whose questions: 'train', 'validation' or 'test' facts
                   )->list:
@@ -212,11 +214,20 @@ def sft_eval_items(world=None,  # the world (default: seed 0)
     return [{'instruction': q['question'], 'input': '', 'answers': q['answers'], 'lang': q['lang'], 'fact_id': q['fact_id'],
              'relation': q['relation']} for q in qa_pairs(world) if q['split'] == split]
 
+_MARK_RE = re.compile(r'(?:answer|答案)\s*:', re.IGNORECASE)
+
+def split_answer(text:str  # a response
+                )->tuple:
+    "`(body, answer)`: the text before and after the last answer marker ('Answer:' / '答案：', any width or case); no marker: `('', text)`."
+    t = unicodedata.normalize('NFKC', text)
+    ms = list(_MARK_RE.finditer(t))
+    if not ms: return '', t.strip()
+    return t[:ms[-1].start()].strip(), t[ms[-1].end():].strip()
+
 def final_answer(text:str  # a response
                 )->str:
-    "What follows the last answer marker ('Answer:' / '答案：'), else the whole response."
-    cut = max(text.rfind(m.strip()) + len(m.strip()) if m.strip() in text else -1 for m in ANSWER_MARK.values())
-    return text[cut:].strip() if cut >= 0 else text.strip()
+    "What follows the last answer marker, else the whole response."
+    return split_answer(text)[1]
 
 def answer_accuracy(model, tokenizer,
                     items:list,  # from `sft_eval_items`
@@ -228,14 +239,14 @@ def answer_accuracy(model, tokenizer,
     "Share of `items` whose greedy final answer matches, per language and 'all' (mean over languages)."
     prompts = [build_prompt(it['instruction'], it.get('input', ''), tokenizer, template) for it in items]
     outs = greedy_completions(model, tokenizer, prompts, max_new_tokens, batch_size)
-    done = [{**it, 'response': o, 'answer': final_answer(o), 'ok': answer_matches(final_answer(o), it['answers'], it['lang'])}
+    done = [{**it, 'response': o, 'answer': final_answer(o), 'ok': answer_matches(final_answer(o), it['answers'], it['lang'], mode='exact')}
             for it, o in zip(items, outs)]
     langs = list(dict.fromkeys(it['lang'] for it in items))
     res = {l: sum(d['ok'] for d in done if d['lang'] == l) / sum(d['lang'] == l for d in done) for l in langs}
     res['all'] = sum(res[l] for l in langs) / max(len(langs), 1)
     return (res, done) if return_items else res
 
-# %% ../nbs/05_sft.ipynb #d6df9c16
+# %% ../nbs/05_sft.ipynb #1f4607f7
 def _template_regex(t:str)->re.Pattern:
     parts = re.split(r'(\{s\}|\{o\})', t)
     body = ''.join('(?P<s>.+?)' if p == '{s}' else '(?P<o>.+?)' if p == '{o}' else re.escape(p) for p in parts)
@@ -263,12 +274,11 @@ def parse_fact(world, sentence:str,  # one sentence of the world's language
 
 def fact_precision(world, responses:list,  # `(response, lang)` pairs
                   )->dict:
-    "Share of the sentences written before the answer that state a true fact of the world (unparsed: not true)."
+    "Share of the sentences written before the answer that state a true fact of the world (unparsed or unfinished: not true)."
     n = true = unparsed = 0
     for text, lang in responses:
-        body = text
-        for m in ANSWER_MARK.values(): body = body.split(m.strip())[0]
-        sents = [x for x in (re.findall(r'[^.]+\.', body) if lang == 'en' else re.findall(r'[^。]+。', body)) if x.strip()]
+        body = split_answer(text)[0] if _MARK_RE.search(unicodedata.normalize('NFKC', text)) else text
+        sents = [x for x in (re.findall(r'[^.]+(?:\.|$)', body) if lang == 'en' else re.findall(r'[^。]+(?:。|$)', body)) if x.strip()]
         for snt in sents:
             n += 1
             t = parse_fact(world, snt, lang)
@@ -276,7 +286,7 @@ def fact_precision(world, responses:list,  # `(response, lang)` pairs
             elif t[2] in world.objects(t[0], t[1]): true += 1
     return {'sentences': n, 'true': true / n if n else None, 'unparsed': unparsed}
 
-# %% ../nbs/05_sft.ipynb #d7e80d5d
+# %% ../nbs/05_sft.ipynb #82d2eaa7
 LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']
 
 @dataclass
@@ -316,6 +326,7 @@ class SFTConfig(TrainConfig):
         if self.packing: raise ConfigError("SFTConfig.packing: SFT batches are padded and grouped by length (packing is not implemented for SFT)")
         if not (isinstance(self.lora_r, int) and self.lora_r > 0): raise ConfigError(f"SFTConfig.lora_r must be a positive int, got {self.lora_r!r}")
         if not 0 <= self.lora_dropout < 1: raise ConfigError(f"SFTConfig.lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
+        if isinstance(self.lora_target, str): self.lora_target = [t.strip() for t in self.lora_target.split(',') if t.strip()]  # LLaMA-Factory style 'q_proj,v_proj'
         if not self.lora_target: raise ConfigError("SFTConfig.lora_target must name at least one module")
 
 def knowlm_sft_recipe(**overrides)->SFTConfig:
@@ -334,7 +345,7 @@ TINY_SFT_RECIPE = dict(model='tiny_lm', epochs=12, batch_size=16, grad_accum=1, 
                        scheduler='linear', lora_r=16, lora_alpha=32, lora_dropout=0.05, train_tokens=list(ANSWER_MARK.values()),
                        context_facts=0, logging_steps=20, seed=0)
 
-# %% ../nbs/05_sft.ipynb #f89cf564
+# %% ../nbs/05_sft.ipynb #e94ea7dd
 def base_model_path(cfg:SFTConfig)->str:
     "The base model to load: the cached tiny pretrained model for 'tiny_lm', else the config's path or hub id."
     return str(tiny_lm_path(cfg.world_seed)) if cfg.model == 'tiny_lm' else cfg.model
@@ -348,8 +359,9 @@ def require_bitsandbytes(quantization:str|None  # None, '4bit' or '8bit'
                                              "pip install bitsandbytes, or train without quantization") from None
 
 def linear_module_names(model)->list:
-    "Sorted leaf names of the model's linear layers (what LoRA can target), the output head left out."
-    names = {n.split('.')[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    "Sorted leaf names of the model's linear layers (what LoRA can target; GPT-2's Conv1D included), the output head left out."
+    from transformers.pytorch_utils import Conv1D
+    names = {n.split('.')[-1] for n, m in model.named_modules() if isinstance(m, (torch.nn.Linear, Conv1D))}
     return sorted(names - {'lm_head'})
 
 def check_lora_targets(model, targets:list  # module names asked for
@@ -364,9 +376,10 @@ def token_ids_of(tokenizer, texts:list  # strings whose tokens should be trainab
     "Sorted ids of every token in `texts`."
     return sorted({i for t in texts for i in tokenizer(t, add_special_tokens=False)['input_ids']})
 
-# %% ../nbs/05_sft.ipynb #4ff5b28b
+# %% ../nbs/05_sft.ipynb #d51647b4
 def _base_dtype(cfg:SFTConfig, device:str, precision:str):
-    "Weights of the base: fp32 on the CPU and for full fine-tuning (mixed precision); the compute dtype under a GPU adapter."
+    "Weights of the base: bf16 for 'bf16-pure'; else fp32 on the CPU and for full fine-tuning (mixed precision); the compute dtype under a GPU adapter."
+    if precision == 'bf16-pure': return torch.bfloat16
     if device == 'cpu' or not cfg.lora: return torch.float32
     return {'bf16': torch.bfloat16, 'bf16-pure': torch.bfloat16, 'fp16': torch.float16}.get(precision, torch.float32)
 
@@ -375,11 +388,13 @@ def sft_model_and_tokenizer(cfg:SFTConfig,  # the run's config
                             precision:str='fp32'  # the resolved precision of the run
                            )->tuple:
     "The base model (quantized for QLoRA) with a fresh LoRA adapter, or the plain model for full fine-tuning; and its tokenizer."
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
     require_bitsandbytes(cfg.quantization)
+    try: from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+    except Exception as e: raise ConfigError(f"peft cannot be imported here ({type(e).__name__}: {e})") from None
     path = base_model_path(cfg)
     tok = load_tokenizer(cfg.tokenizer or path)
-    model = load_model(path, quantization=cfg.quantization, dtype=_base_dtype(cfg, device, precision), device=device)
+    kw = {'attn_implementation': cfg.attn_implementation} if cfg.attn_implementation else {}
+    model = load_model(path, quantization=cfg.quantization, dtype=_base_dtype(cfg, device, precision), device=device, **kw)
     if not cfg.lora:
         model.train()
         return model, tok
@@ -392,7 +407,7 @@ def sft_model_and_tokenizer(cfg:SFTConfig,  # the run's config
     model.train()
     return model, tok
 
-# %% ../nbs/05_sft.ipynb #8b12b01b
+# %% ../nbs/05_sft.ipynb #55ebbb92
 def sft_data(cfg:SFTConfig, tokenizer, template:str)->SFTSamples:
     "The training examples of a run: the config's file, or the world's KnowTuning set."
     if cfg.data:
@@ -410,8 +425,7 @@ def sft(config:SFTConfig|None=None,  # the recipe
     facts = {}
     def make_trainer(args, resume_from):
         device = 'cpu' if args.use_cpu else str(args.device)
-        precision = 'bf16' if args.bf16 else 'fp16' if args.fp16 else 'fp32'
-        model, tok = sft_model_and_tokenizer(cfg, device, precision)
+        model, tok = sft_model_and_tokenizer(cfg, device, resolve_gpu_options(cfg, device)['precision'])
         template = resolve_template(cfg.template, tok)
         data = sft_data(cfg, tok, template)
         facts.update(data=data.report, template=template, trainable_parameters=n_params(model, trainable=True), parameters=n_params(model),
@@ -420,10 +434,11 @@ def sft(config:SFTConfig|None=None,  # the recipe
         return seeded_trainer(Trainer)(model=model, args=args, train_dataset=data, data_collator=SFTCollator(tok.pad_token_id), processing_class=tok)
     r = run_trainer(cfg, make_trainer, extra_record=facts)
     r.record.update(facts)
-    if cfg.merge and cfg.lora and r.model is not None: merge_adapter(r.out/'final', r.out/'merged', base=base_model_path(cfg))
+    if cfg.merge and cfg.lora and r.model is not None and int(os.environ.get('RANK', '0')) == 0:  # one merge, by the first process
+        merge_adapter(r.out/'final', r.out/'merged', base=base_model_path(cfg))
     return r
 
-# %% ../nbs/05_sft.ipynb #4b3ec562
+# %% ../nbs/05_sft.ipynb #9ae61022
 def load_sft_model(adapter:str|Path,  # an adapter directory (`out/final` of an SFT run)
                    base:str|None=None,  # base model path or hub id (default: the adapter's own `base_model_name_or_path`)
                    quantization:str|None=None,  # load the base in '4bit' / '8bit' (as QLoRA trained it)
@@ -453,29 +468,30 @@ def merge_adapter(adapter:str|Path,  # an adapter directory
 def merge_check(adapter:str|Path,  # an adapter directory
                 base:str|None=None,  # the base (default: the adapter's own)
                 quantization:str|None=None,  # how the base was loaded for training ('4bit' for QLoRA)
-                texts:list|None=None  # inputs to compare on (default: two short sentences)
+                texts:list|None=None,  # inputs to compare on (default: two short sentences)
+                device:str='cpu',  # where to run the comparison
+                dtype=None  # dtype of the unquantized base (default: float32 on the CPU)
                )->dict:
     "Largest logit differences: merged vs base+adapter (unquantized; and as trained, with the base's own quantization error, when quantized)."
     texts = texts or ['Kalo Renmi was born in', 'Where was Kalo Renmi born?']
-    merged = merge_adapter(adapter, base=base)
     def logits(m, tk):
         dev = next(m.parameters()).device
         ids = tk(texts, return_tensors='pt', padding=True)
         with torch.no_grad(): return m(**{k: v.to(dev) for k, v in ids.items()}).logits.float().cpu(), ids['attention_mask'].bool()
-    unmerged, tk = load_sft_model(adapter, base)
-    ref, mask = logits(unmerged, tk)
-    got, _ = logits(merged, tk)
+    model, tk = load_sft_model(adapter, base, device=device, dtype=dtype)  # one full-precision copy at a time
+    ref, mask = logits(model, tk)
+    with model.disable_adapter(): full, _ = logits(model, tk)
+    got, _ = logits(model.merge_and_unload(), tk)
+    del model
     res = {'vs_unmerged': float((got - ref)[mask].abs().max()), 'logit_scale': float(ref[mask].abs().max())}
     if quantization:
-        trained, _ = load_sft_model(adapter, base, quantization=quantization)
+        trained, _ = load_sft_model(adapter, base, quantization=quantization, device=device, dtype=dtype)
         q, _ = logits(trained, tk)
-        res['vs_trained_quantized'] = float((got - q)[mask].abs().max())
-        with unmerged.disable_adapter(): full, _ = logits(unmerged, tk)
         with trained.disable_adapter(): low, _ = logits(trained, tk)
-        res['base_quantization_error'] = float((full - low)[mask].abs().max())
+        res.update(vs_trained_quantized=float((got - q)[mask].abs().max()), base_quantization_error=float((full - low)[mask].abs().max()))
     return res
 
-# %% ../nbs/05_sft.ipynb #ac777217
+# %% ../nbs/05_sft.ipynb #a53e1190
 def tiny_sft_path(kind:str='knowledge',  # 'vanilla' or 'knowledge'
                   world_seed:int=0,  # which toy world
                   **overrides  # fields of `SFTConfig` that differ from `TINY_SFT_RECIPE`
@@ -489,7 +505,7 @@ def tiny_sft(kind:str='knowledge', world_seed:int=0, device:str='cpu', **overrid
     "The tiny pretrained model with its cached SFT adapter: `(model, tokenizer)`."
     return load_sft_model(tiny_sft_path(kind, world_seed, **overrides), str(tiny_lm_path(world_seed)), device=device)
 
-# %% ../nbs/05_sft.ipynb #8c7ad416
+# %% ../nbs/05_sft.ipynb #d995c485
 def sft_comparison(models:dict,  # name -> model (all sharing `tokenizer`)
                    tokenizer, world=None,  # the world (default: seed 0)
                    template:str='alpaca'  # the template the models were tuned with
@@ -524,7 +540,7 @@ def plot_sft_comparison(rows:list, title:str='held-out answer accuracy'):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/05_sft.ipynb #b3e29adf
+# %% ../nbs/05_sft.ipynb #57f163bd
 def answer_side_by_side(model,  # a PEFT model (base + adapter)
                         tokenizer, instruction:str, input:str='',
                         template:str='alpaca',  # the template the adapter was tuned with
@@ -561,7 +577,7 @@ def sft_demo(model=None, tokenizer=None, template:str='alpaca'):
     cols = W.HBox([W.VBox([base_out], layout=W.Layout(width='50%')), W.VBox([ad_out], layout=W.Layout(width='50%'))])
     return W.VBox([ins, inp, W.HBox([temp, top_p, top_k]), W.HBox([beams, mx, go]), cols])
 
-# %% ../nbs/05_sft.ipynb #a58583d0
+# %% ../nbs/05_sft.ipynb #2f51abf6
 def _run_sft(cfg:SFTConfig):
     "Train, then print one line of summary (on rank 0)."
     r = sft(cfg)

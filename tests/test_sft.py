@@ -38,22 +38,24 @@ def test_labels_cover_exactly_the_response(tok, instruction, input, output):
 
 def test_chat_template_path(tok):
     chat = tok.__class__.from_pretrained(tok.name_or_path) if tok.name_or_path else tok
-    chat.chat_template = ("{% for m in messages %}<|bos|>{{ m['role'] }}: {{ m['content'] }}{% if m['role'] == 'assistant' %}<|eos|>{% endif %}\n{% endfor %}"
+    chat.chat_template = ("{% for m in messages %}<|bos|>{{ m['role'] }}: {{ m['content'] }}{% if m['role'] == 'assistant' %}<|eos|>{% endif %}{{ '\\n' }}{% endfor %}"
                           "{% if add_generation_prompt %}<|bos|>assistant: {% endif %}")
     rec = {'instruction': 'Where was Kalo Renmi born?', 'output': 'Sator'}
     prompt, resp = response_text(rec, chat, 'chat')
-    assert prompt.endswith('assistant: ') and resp.startswith('Sator') and '<|eos|>' in resp
+    assert prompt.endswith('assistant: ') and resp == 'Sator<|eos|>'  # the turn separator after the end-of-turn token is not learned
     s = tokenize_example(rec, chat, 256, 'chat')
     assert check_response_labels(s, chat, resp) == len(chat(resp, add_special_tokens=False)['input_ids'])
     assert s['input_ids'].count(chat.bos_token_id) == 2  # the template's own BOS tokens, none added twice
+    assert s['labels'][-1] == chat.eos_token_id and s['labels'][-2] != chat.eos_token_id  # one EOS, not the template's and ours
 
 def test_only_adapter_weights_change_and_lora_merge_is_exact(tmp_path, small_base):
     r = sft(model=small_base, out=str(tmp_path/'run'), max_steps=15, batch_size=8, lr=5e-3, max_len=256, warmup_steps=0, logging_steps=5,
             grad_accum=1, device='cpu', train_tokens=['\nAnswer: '])
     from safetensors.torch import load_file
     base = load_file(str(Path(small_base)/'model.safetensors'))
-    sd = {k.replace('base_model.model.', '').replace('.base_layer', ''): v for k, v in r.model.state_dict().items()}
-    assert all(torch.equal(sd[k], base[k]) for k in base if k in sd)
+    sd = {k.replace('base_model.model.', '').replace('.base_layer', '').replace('.token_adapter', ''): v for k, v in r.model.state_dict().items()
+          if 'lora_' not in k and 'trainable_tokens' not in k}
+    assert set(base) <= set(sd) and all(torch.equal(sd[k], base[k]) for k in base)
     moved = [k for k, v in r.model.named_parameters() if v.requires_grad]
     assert moved and all('lora_' in k or 'trainable_tokens' in k for k in moved)
     assert r.record['trainable_parameters'] < 0.3 * r.record['parameters']
