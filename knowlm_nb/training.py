@@ -231,7 +231,7 @@ def seeded_trainer(base  # a `transformers.Trainer` subclass (TRL's trainers are
 
 # %% ../nbs/03a_training.ipynb #14c909e6
 class TokenCounter:
-    "Wraps a data collator; counts the real (unpadded) tokens of the samples it collates."
+    "Wraps a data collator; counts the real (unpadded) tokens of the samples (or preference pairs) it collates."
     def __init__(self, collate,  # the trainer's data collator
                  max_len:int|None=None  # samples are cut to this length by the collator
                 ):
@@ -239,8 +239,10 @@ class TokenCounter:
 
     def __call__(self, samples:list):
         for s in samples:
-            n = len(s['input_ids'] if isinstance(s, dict) else s)
-            self.tokens += min(n, self.max_len) if self.max_len else n
+            if isinstance(s, dict) and 'prompt_ids' in s:  # a preference pair (TRL): the prompt runs with each answer
+                lens = [len(s['prompt_ids']) + len(s['chosen_ids']), len(s['prompt_ids']) + len(s['rejected_ids'])]
+            else: lens = [len(s['input_ids'] if isinstance(s, dict) else s)]
+            self.tokens += sum(min(n, self.max_len) if self.max_len else n for n in lens)
         self.samples += len(samples)
         return self.collate(samples)
 
