@@ -56,3 +56,15 @@ def test_every_exported_section_has_a_lesson(nb):
         if used != names: missing.append(f"cell {i} ({', '.join(sorted(names - used))}): never run in a later lesson cell")
         elif nxt is None: missing.append(f"cell {i}: no lesson after it")
     assert not missing, f"{nb.name}: " + '; '.join(missing)
+
+COLAB = [p for p in NBS if 'colab' in p.stem]
+
+@pytest.mark.parametrize('nb', COLAB, ids=lambda p: p.name)
+def test_colab_notebooks_ask_for_a_gpu_and_are_skipped_by_the_test_run(nb):
+    "Colab picks the runtime from the notebook metadata (kept through nbdev-clean); every code cell is flagged so nbdev-test skips it."
+    meta = json.loads(nb.read_text(encoding='utf-8'))['metadata']
+    assert meta.get('accelerator') == 'GPU' and meta.get('colab', {}).get('gpuType'), meta
+    unflagged = [i for i, flags, body in code_cells(nb) if body.strip() and 'colab' not in flags]
+    assert not unflagged, f"{nb.name}: code cells {unflagged} are not flagged '#| colab'"
+    text = nb.read_text(encoding='utf-8')
+    assert 'colab.research.google.com/github/' in text and 'colab-badge.svg' in text  # the Open-in-Colab badge
