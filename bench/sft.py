@@ -72,7 +72,7 @@ def accuracy()->dict:
     for name, v in variants.items():
         m = base if v is None else tiny_sft(v[0], **v[1])[0]
         acc, done = answer_accuracy(m, tok, items, return_items=True)
-        fp = fact_precision(w, [(d['response'], d['lang']) for d in done])
+        fp = fact_precision(w, [(d['completion'], d['lang']) for d in done])
         out[name] = {'held_out_acc': round(acc['all'], 3), 'en': round(acc['en'], 3), 'zh': round(acc['zh'], 3),
                      'fact_precision': None if fp['true'] is None else round(fp['true'], 3)}
         if v is not None: out[name]['build_seconds'] = read_json(tiny_sft_path(v[0], **v[1]).parent/'build.json')['seconds']

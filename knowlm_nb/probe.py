@@ -70,7 +70,8 @@ def probe_answers(model, tokenizer,
                   mode:str='prefix',  # matching mode of `answer_matches`
                   max_new_tokens:int|None=None,  # default: `answer_budget` of the items' answers
                   batch_size:int=128,  # prompts per generate call
-                  return_items:bool=False  # also return every item with its completion and verdict
+                  return_items:bool=False,  # also return every item with its completion and verdict
+                  extract=None  # `extract(completion) -> answer` before matching (e.g. the text after an answer marker); None: the whole completion
                  ):
     "Accuracy per language and 'all' (mean over languages) of greedy answers to `items`."
     for i, it in enumerate(items):
@@ -78,7 +79,8 @@ def probe_answers(model, tokenizer,
         if missing: raise ValueError(f"probe item {i}: missing field {missing[0]!r} (item has {sorted(it)})")
     budget = max_new_tokens or answer_budget(tokenizer, [a for it in items for a in ([it['answers']] if isinstance(it['answers'], str) else it['answers'])])
     outs = greedy_completions(model, tokenizer, [it['prompt'] for it in items], budget, batch_size)
-    done = [{**it, 'completion': o, 'ok': answer_matches(o, it['answers'], it['lang'], mode)} for it, o in zip(items, outs)]
+    answers = [extract(o) if extract else o for o in outs]
+    done = [{**it, 'completion': o, 'answer': a, 'ok': answer_matches(a, it['answers'], it['lang'], mode)} for it, o, a in zip(items, outs, answers)]
     langs = list(dict.fromkeys(it['lang'] for it in items))
     res = {l: sum(d['ok'] for d in done if d['lang'] == l) / sum(d['lang'] == l for d in done) for l in langs}
     res['all'] = sum(res[l] for l in langs) / len(langs) if langs else 0.0

@@ -14,7 +14,7 @@ __all__ = ['ALPACA', 'TEMPLATES', 'ANSWER_MARK', 'LORA_TARGETS', 'TINY_SFT_RECIP
            'merge_adapter', 'merge_check', 'tiny_sft_path', 'tiny_sft', 'sft_comparison', 'plot_sft_comparison',
            'answer_side_by_side', 'sft_demo', 'pipeline_sft']
 
-# %% ../nbs/05_sft.ipynb #fe6018ae
+# %% ../nbs/05_sft.ipynb #d4af869b
 import os, re, json, time, random, unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +23,11 @@ import torch
 from .core import DataFormatError, ConfigError, InputError, iter_jsonl, read_json, merge_config, config_command
 from .world import make_world, RELATIONS, LANGS, qa_pairs, render
 from .models import load_model, load_tokenizer, generate, n_params, save_model
-from .probe import greedy_completions, answer_matches, normalize_answer
+from .probe import probe_answers, answer_matches, normalize_answer
 from .training import TrainConfig, TrainResult, run_trainer, seeded_trainer, cached_training, resolve_gpu_options
 from .pretrain import tiny_lm_path, plot_training
 
-# %% ../nbs/05_sft.ipynb #737ecd06
+# %% ../nbs/05_sft.ipynb #6a366d51
 ALPACA = {'input': ("Below is an instruction that describes a task, paired with an input that provides further context. "
                     "Write a response that appropriately completes the request.\n\n"
                     "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"),
@@ -56,7 +56,7 @@ def build_prompt(instruction:str,  # the task
     content = f"{instruction}\n\n{input}" if input else instruction
     return tokenizer.apply_chat_template([{'role': 'user', 'content': content}], tokenize=False, add_generation_prompt=True)
 
-# %% ../nbs/05_sft.ipynb #1db9ded5
+# %% ../nbs/05_sft.ipynb #ba84fe08
 class ExampleTooLong(InputError):
     "An example's prompt and response do not fit in the cutoff."
 
@@ -99,7 +99,7 @@ def check_response_labels(sample:dict,  # from `tokenize_example`
         raise ValueError("labels must be -100 on every prompt token and equal the input ids on the response")
     return len(lab)
 
-# %% ../nbs/05_sft.ipynb #9125e75a
+# %% ../nbs/05_sft.ipynb #b7ef4448
 def read_sft_records(path:str|Path  # a .json file (a list of records) or a .jsonl file (one record per line)
                     )->list:
     "The Alpaca records of a file, each checked for `instruction` and a non-empty `output`."
@@ -123,7 +123,7 @@ def read_sft_records(path:str|Path  # a .json file (a list of records) or a .jso
     if not out: raise DataFormatError(f"{p}: no records")
     return out
 
-# %% ../nbs/05_sft.ipynb #6c65ac86
+# %% ../nbs/05_sft.ipynb #0f207df8
 class SFTSamples:
     "Tokenized examples for the Trainer, with lengths for grouping and what was left out."
     def __init__(self, samples:list, report:dict):
@@ -172,7 +172,7 @@ class SFTCollator:
             mask[i, :n] = 1
         return {'input_ids': ids, 'attention_mask': mask, 'labels': lab}
 
-# %% ../nbs/05_sft.ipynb #4d13e0c7
+# %% ../nbs/05_sft.ipynb #e0a170bf
 ANSWER_MARK = {'en': '\nAnswer: ', 'zh': '\n答案：'}
 
 def _fact_sentence(world, f, lang, rng):
@@ -205,7 +205,7 @@ def knowtuning_records(world=None,  # the world (default: seed 0)
                     'relation': f.r, 'split': q['split'], 'answers': q['answers'], 'kind': kind})
     return out
 
-# %% ../nbs/05_sft.ipynb #c27f131d
+# %% ../nbs/05_sft.ipynb #e115d10a
 def sft_eval_items(world=None,  # the world (default: seed 0)
                    split:str='test'  # whose questions: 'train', 'validation' or 'test' facts
                   )->list:
@@ -236,17 +236,12 @@ def answer_accuracy(model, tokenizer,
                     batch_size:int=64,  # prompts per generate call
                     return_items:bool=False  # also return every item with its response and verdict
                    ):
-    "Share of `items` whose greedy final answer matches, per language and 'all' (mean over languages)."
-    prompts = [build_prompt(it['instruction'], it.get('input', ''), tokenizer, template) for it in items]
-    outs = greedy_completions(model, tokenizer, prompts, max_new_tokens, batch_size)
-    done = [{**it, 'response': o, 'answer': final_answer(o), 'ok': answer_matches(final_answer(o), it['answers'], it['lang'], mode='exact')}
-            for it, o in zip(items, outs)]
-    langs = list(dict.fromkeys(it['lang'] for it in items))
-    res = {l: sum(d['ok'] for d in done if d['lang'] == l) / sum(d['lang'] == l for d in done) for l in langs}
-    res['all'] = sum(res[l] for l in langs) / max(len(langs), 1)
-    return (res, done) if return_items else res
+    "Share of `items` whose greedy final answer exactly matches, per language and 'all' (the shared probe, extracting `final_answer`)."
+    prompted = [{**it, 'prompt': build_prompt(it['instruction'], it.get('input', ''), tokenizer, template)} for it in items]
+    return probe_answers(model, tokenizer, prompted, mode='exact', max_new_tokens=max_new_tokens, batch_size=batch_size,
+                         return_items=return_items, extract=final_answer)
 
-# %% ../nbs/05_sft.ipynb #1af2a266
+# %% ../nbs/05_sft.ipynb #ded446c5
 def _template_regex(t:str)->re.Pattern:
     parts = re.split(r'(\{s\}|\{o\})', t)
     body = ''.join('(?P<s>.+?)' if p == '{s}' else '(?P<o>.+?)' if p == '{o}' else re.escape(p) for p in parts)
@@ -286,7 +281,7 @@ def fact_precision(world, responses:list,  # `(response, lang)` pairs
             elif t[2] in world.objects(t[0], t[1]): true += 1
     return {'sentences': n, 'true': true / n if n else None, 'unparsed': unparsed}
 
-# %% ../nbs/05_sft.ipynb #17cf502b
+# %% ../nbs/05_sft.ipynb #6449948d
 LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']
 
 @dataclass
@@ -345,7 +340,7 @@ TINY_SFT_RECIPE = dict(model='tiny_lm', epochs=12, batch_size=16, grad_accum=1, 
                        scheduler='linear', lora_r=16, lora_alpha=32, lora_dropout=0.05, train_tokens=list(ANSWER_MARK.values()),
                        context_facts=0, logging_steps=20, seed=0)
 
-# %% ../nbs/05_sft.ipynb #740fa078
+# %% ../nbs/05_sft.ipynb #d009ca98
 def base_model_path(cfg:SFTConfig)->str:
     "The base model to load: the cached tiny pretrained model for 'tiny_lm', else the config's path or hub id."
     return str(tiny_lm_path(cfg.world_seed)) if cfg.model == 'tiny_lm' else cfg.model
@@ -376,7 +371,7 @@ def token_ids_of(tokenizer, texts:list  # strings whose tokens should be trainab
     "Sorted ids of every token in `texts`."
     return sorted({i for t in texts for i in tokenizer(t, add_special_tokens=False)['input_ids']})
 
-# %% ../nbs/05_sft.ipynb #d21f9046
+# %% ../nbs/05_sft.ipynb #8df6842a
 def _base_dtype(cfg:SFTConfig, device:str, precision:str):
     "Weights of the base: bf16 for 'bf16-pure'; else fp32 on the CPU and for full fine-tuning (mixed precision); the compute dtype under a GPU adapter."
     if precision == 'bf16-pure': return torch.bfloat16
@@ -407,7 +402,7 @@ def sft_model_and_tokenizer(cfg:SFTConfig,  # the run's config
     model.train()
     return model, tok
 
-# %% ../nbs/05_sft.ipynb #a0989972
+# %% ../nbs/05_sft.ipynb #0a428ecb
 def sft_data(cfg:SFTConfig, tokenizer, template:str)->SFTSamples:
     "The training examples of a run: the config's file, or the world's KnowTuning set."
     if cfg.data:
@@ -432,13 +427,12 @@ def sft(config:SFTConfig|None=None,  # the recipe
         facts.update(data=data.report, template=template, trainable_parameters=trainable, parameters=total, base=base_model_path(cfg))  # (4-bit weights counted unpacked)
         if not cfg.quantization and not cfg.deepspeed: model = model.to(args.device)
         return seeded_trainer(Trainer)(model=model, args=args, train_dataset=data, data_collator=SFTCollator(tok.pad_token_id), processing_class=tok)
-    r = run_trainer(cfg, make_trainer, extra_record=facts)
-    r.record.update(facts)
+    r = run_trainer(cfg, make_trainer, extra_record=facts)  # (`facts` is filled by make_trainer before the record is written)
     if cfg.merge and cfg.lora and r.model is not None and int(os.environ.get('RANK', '0')) == 0:  # one merge, by the first process
         merge_adapter(r.out/'final', r.out/'merged', base=base_model_path(cfg))
     return r
 
-# %% ../nbs/05_sft.ipynb #0b1fdb8d
+# %% ../nbs/05_sft.ipynb #939f1428
 def load_sft_model(adapter:str|Path,  # an adapter directory (`out/final` of an SFT run)
                    base:str|None=None,  # base model path or hub id (default: the adapter's own `base_model_name_or_path`)
                    quantization:str|None=None,  # load the base in '4bit' / '8bit' (as QLoRA trained it)
@@ -491,7 +485,7 @@ def merge_check(adapter:str|Path,  # an adapter directory
         res.update(vs_trained_quantized=float((got - q)[mask].abs().max()), base_quantization_error=float((full - low)[mask].abs().max()))
     return res
 
-# %% ../nbs/05_sft.ipynb #17fa1fdf
+# %% ../nbs/05_sft.ipynb #45f60b3a
 def tiny_sft_path(kind:str='knowledge',  # 'vanilla' or 'knowledge'
                   world_seed:int=0,  # which toy world
                   **overrides  # fields of `SFTConfig` that differ from `TINY_SFT_RECIPE`
@@ -505,7 +499,7 @@ def tiny_sft(kind:str='knowledge', world_seed:int=0, device:str='cpu', **overrid
     "The tiny pretrained model with its cached SFT adapter: `(model, tokenizer)`."
     return load_sft_model(tiny_sft_path(kind, world_seed, **overrides), str(tiny_lm_path(world_seed)), device=device)
 
-# %% ../nbs/05_sft.ipynb #c03715d3
+# %% ../nbs/05_sft.ipynb #f245c495
 def sft_comparison(models:dict,  # name -> model (all sharing `tokenizer`)
                    tokenizer, world=None,  # the world (default: seed 0)
                    template:str='alpaca'  # the template the models were tuned with
@@ -517,7 +511,7 @@ def sft_comparison(models:dict,  # name -> model (all sharing `tokenizer`)
     for name, m in models.items():
         acc, done = answer_accuracy(m, tokenizer, test_items, template, return_items=True)
         tr = answer_accuracy(m, tokenizer, train_items, template)
-        fp = fact_precision(world, [(d['response'], d['lang']) for d in done])
+        fp = fact_precision(world, [(d['completion'], d['lang']) for d in done])
         rows.append({'model': name, 'held-out acc': round(acc['all'], 3), 'held-out en': round(acc['en'], 3), 'held-out zh': round(acc['zh'], 3),
                      'train-question acc': round(tr['all'], 3), 'facts stated': fp['sentences'],
                      'fact precision': None if fp['true'] is None else round(fp['true'], 3)})
@@ -540,7 +534,7 @@ def plot_sft_comparison(rows:list, title:str='held-out answer accuracy'):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/05_sft.ipynb #0b323413
+# %% ../nbs/05_sft.ipynb #7bf7b06d
 def answer_side_by_side(model,  # a PEFT model (base + adapter)
                         tokenizer, instruction:str, input:str='',
                         template:str='alpaca',  # the template the adapter was tuned with
@@ -577,7 +571,7 @@ def sft_demo(model=None, tokenizer=None, template:str='alpaca'):
     cols = W.HBox([W.VBox([base_out], layout=W.Layout(width='50%')), W.VBox([ad_out], layout=W.Layout(width='50%'))])
     return W.VBox([ins, inp, W.HBox([temp, top_p, top_k]), W.HBox([beams, mx, go]), cols])
 
-# %% ../nbs/05_sft.ipynb #ddde9a0d
+# %% ../nbs/05_sft.ipynb #ae9b8535
 def _run_sft(cfg:SFTConfig):
     "Train, then print one line of summary (on rank 0)."
     r = sft(cfg)

@@ -15,3 +15,33 @@ SHARED = ROOT.parent/'shared'
 def shared_dir():
     if not SHARED.exists(): pytest.skip('../shared is absent (a user clone): skipping tests on shared data')
     return SHARED
+
+def _kill_then_resume(cmd:list, out:Path, kill_at:int, env:dict, timeout:int=900):
+    "Run `cmd --out out`, SIGKILL it once a complete checkpoint at step >= `kill_at` exists, rerun with --resume; return (killed-at step, resumed run)."
+    import signal, subprocess, time
+    from knowlm_nb.training import last_checkpoint
+    p = subprocess.Popen([*cmd, '--out', str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        ck = last_checkpoint(out)
+        if ck is not None and int(ck.name.split('-')[1]) >= kill_at: break
+        if p.poll() is not None: pytest.fail('the run ended before it could be killed')
+        time.sleep(0.02)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not (out/'final').exists(), 'killed too late: the run had finished'
+    killed_at = int(last_checkpoint(out).name.split('-')[1])
+    return killed_at, subprocess.run([*cmd, '--out', str(out), '--resume'], capture_output=True, text=True, env=env, timeout=timeout)
+
+@pytest.fixture
+def kill_then_resume():
+    "The kill -9 / resume driver shared by the training stages' exact-resume tests."
+    return _kill_then_resume
+
+@pytest.fixture
+def free_port():
+    "A free localhost TCP port (for a launcher's rendezvous)."
+    import socket
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]

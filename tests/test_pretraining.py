@@ -1,12 +1,12 @@
 "Pretraining: collators (padded and packed), loss falls and every parameter moves, kill -9 and resume, bad inputs, index data, CLI."
-import json, os, signal, subprocess, sys, time
+import json, os, subprocess, sys
 from pathlib import Path
 import numpy as np
 import pytest
 
 torch = pytest.importorskip('torch')
 from knowlm_nb.pretrain import (CausalLMCollator, PackedCollator, check_packing, PretrainConfig, pretrain, PretrainInputError, load_pretraining_data, check_run_inputs,
-                                zero_config, write_zero_config, launch_command, last_checkpoint, fact_recall, tiny_lm, perplexity)
+                                zero_config, write_zero_config, launch_command, fact_recall, tiny_lm, perplexity)
 from knowlm_nb.models import world_tokenizer, tiny_config, build_model, save_model
 from knowlm_nb.core import DataFormatError
 
@@ -98,24 +98,14 @@ def _weights(run_dir):
     return load_file(str(Path(run_dir)/'final'/'model.safetensors'))
 
 @pytest.mark.parametrize('batching', [[], ['--packing', '--no-group-by-length']], ids=['grouped-by-length', 'packed-random'])
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, batching):
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, batching, kill_then_resume):
     args = ['pretrain', '--hidden-size', '32', '--n-layers', '2', '--doc-repeats', '1', '--max-len', '128', '--lr', '3e-3', '--warmup-steps', '5',
             '--max-steps', '160', '--save-steps', '20', '--logging-steps', '1', '--seed', '0', '--batch-size', '8', *batching]
     env = {**os.environ, 'KNOWLM_NB_DEVICE': 'cpu'}
     r = subprocess.run([str(BIN/'knowlm-nb'), *args, '--out', str(tmp_path/'full')], capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
-    p = subprocess.Popen([str(BIN/'knowlm-nb'), *args, '--out', str(tmp_path/'cut')], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        ck = last_checkpoint(tmp_path/'cut')
-        if ck is not None and int(ck.name.split('-')[1]) >= 40: break
-        if p.poll() is not None: pytest.fail('the run ended before it could be killed')
-        time.sleep(0.02)
-    p.send_signal(signal.SIGKILL); p.wait()
-    assert not (tmp_path/'cut'/'final').exists(), 'killed too late: the run had finished'
-    killed_at = int(last_checkpoint(tmp_path/'cut').name.split('-')[1])
+    killed_at, r = kill_then_resume([str(BIN/'knowlm-nb'), *args], tmp_path/'cut', 40, env)
     assert 40 <= killed_at < 160
-    r = subprocess.run([str(BIN/'knowlm-nb'), *args, '--out', str(tmp_path/'cut'), '--resume'], capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
     assert abs(_final_loss(tmp_path/'full') - _final_loss(tmp_path/'cut')) < 1e-4
     wa, wb = _weights(tmp_path/'full'), _weights(tmp_path/'cut')
@@ -224,20 +214,16 @@ def test_tiny_lm_knows_the_world():
     held = fact_recall(model, tok, templates='heldout')
     assert held['all'] < rec['all']  # held-out phrasings are harder: the probe measures something
 
-def _free_port():
-    import socket
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
-
 @pytest.mark.slow
 @pytest.mark.parametrize('stage', ['zero2', 'zero3'])
-def test_deepspeed_two_ranks_on_cpu(tmp_path, stage):
+def test_deepspeed_two_ranks_on_cpu(tmp_path, stage, free_port):
     "A real 2-rank ZeRO run under the deepspeed launcher, on CPU (gloo): the loss falls and the gathered checkpoint loads."
     pytest.importorskip('deepspeed')
     env = {k: v for k, v in os.environ.items() if k not in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')}
     env.update(DS_ACCELERATOR='cpu', KNOWLM_NB_DEVICE='cpu')
     cmd = launch_command(['knowlm-nb', 'pretrain', '--out', str(tmp_path/'run'), '--deepspeed', stage, '--hidden-size', '32', '--n-layers', '2',
                           '--doc-repeats', '1', '--max-len', '128', '--max-steps', '12', '--logging-steps', '2', '--lr', '3e-3',
-                          '--warmup-steps', '2', '--batch-size', '8'], gpus_per_node=2, master_port=_free_port())
+                          '--warmup-steps', '2', '--batch-size', '8'], gpus_per_node=2, master_port=free_port)
     cmd = cmd.replace('deepspeed ', str(BIN/'deepspeed') + ' ', 1)
     r = subprocess.run(cmd, shell=True, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])

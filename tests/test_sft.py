@@ -1,13 +1,13 @@
 "SFT: prompt masking (property test), only adapter weights move, merges (LoRA, QLoRA), kill -9 and resume, bad input through the CLI, 2-rank ZeRO-2."
-import json, os, signal, subprocess, sys, time
+import json, os, subprocess, sys
 from pathlib import Path
 import pytest
 from hypothesis import given, settings, HealthCheck, strategies as st
 
 torch = pytest.importorskip('torch')
-from knowlm_nb.sft import (tokenize_example, check_response_labels, response_text, build_prompt, sft, SFTConfig, merge_check, load_sft_model,
+from knowlm_nb.sft import (tokenize_example, check_response_labels, response_text, build_prompt, sft, merge_check, load_sft_model,
                            tiny_sft, sft_eval_items, answer_accuracy, knowtuning_records)
-from knowlm_nb.training import last_checkpoint, launch_command
+from knowlm_nb.training import launch_command
 from knowlm_nb.models import world_tokenizer, tiny_config, build_model, save_model
 from knowlm_nb.pretrain import tiny_lm
 
@@ -75,23 +75,14 @@ def _adapter(run_dir):
     from safetensors.torch import load_file
     return load_file(str(Path(run_dir)/'final'/'adapter_model.safetensors'))
 
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, small_base):
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, small_base, kill_then_resume):
     args = ['sft', '--model', small_base, '--max-steps', '80', '--save-steps', '10', '--logging-steps', '1', '--batch-size', '8',
             '--grad-accum', '1', '--lr', '3e-3', '--warmup-steps', '5', '--max-len', '256', '--seed', '0']
     env = {**os.environ, 'KNOWLM_NB_DEVICE': 'cpu'}
     r = subprocess.run([str(BIN/'knowlm-nb'), *args, '--out', str(tmp_path/'full')], capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, r.stderr[-3000:]
-    p = subprocess.Popen([str(BIN/'knowlm-nb'), *args, '--out', str(tmp_path/'cut')], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    deadline = time.time() + 600
-    while time.time() < deadline:
-        ck = last_checkpoint(tmp_path/'cut')
-        if ck is not None and int(ck.name.split('-')[1]) >= 20: break
-        if p.poll() is not None: pytest.fail('the run ended before it could be killed')
-        time.sleep(0.02)
-    p.send_signal(signal.SIGKILL)
-    p.wait()
-    assert not (tmp_path/'cut'/'final').exists(), 'killed too late: the run had finished'
-    r = subprocess.run([str(BIN/'knowlm-nb'), *args, '--out', str(tmp_path/'cut'), '--resume'], capture_output=True, text=True, env=env, timeout=900)
+    killed_at, r = kill_then_resume([str(BIN/'knowlm-nb'), *args], tmp_path/'cut', 20, env)
+    assert 20 <= killed_at < 80
     assert r.returncode == 0, r.stderr[-3000:]
     assert json.loads((tmp_path/'cut'/'run.json').read_text())['resumed_from']
     a, b = _adapter(tmp_path/'full'), _adapter(tmp_path/'cut')
@@ -160,21 +151,15 @@ def test_no_test_fact_in_the_sft_data():
             n += 1
     assert n > 2000
 
-def _free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
 @pytest.mark.slow
-def test_deepspeed_two_ranks_lora_on_cpu(tmp_path, small_base):
+def test_deepspeed_two_ranks_lora_on_cpu(tmp_path, small_base, free_port):
     "A real 2-rank ZeRO-2 LoRA run under the deepspeed launcher, on CPU (gloo): the loss falls and the adapter loads on its base."
     pytest.importorskip('deepspeed')
     env = {k: v for k, v in os.environ.items() if k not in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT')}
     env.update(DS_ACCELERATOR='cpu', KNOWLM_NB_DEVICE='cpu')
     cmd = launch_command(['knowlm-nb', 'sft', '--model', small_base, '--out', str(tmp_path/'run'), '--deepspeed', 'zero2', '--max-steps', '12',
                           '--logging-steps', '2', '--lr', '5e-3', '--warmup-steps', '0', '--batch-size', '8', '--grad-accum', '1', '--max-len', '256'],
-                         gpus_per_node=2, master_port=_free_port())
+                         gpus_per_node=2, master_port=free_port)
     cmd = cmd.replace('deepspeed ', str(BIN/'deepspeed') + ' ', 1)
     r = subprocess.run(cmd, shell=True, capture_output=True, text=True, env=env, timeout=900)
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
