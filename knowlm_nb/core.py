@@ -571,6 +571,7 @@ register_stage('models', 'knowlm_nb.models', 'train the world tokenizer, list or
 register_stage('chunk', 'knowlm_nb.chunking', 'split a corpus into sentence-aligned chunks and write an mmap index', 'cli_chunk', 'pipeline_chunking')
 register_stage('pretrain', 'knowlm_nb.pretrain', '(continued) pretraining with the HF Trainer, DeepSpeed ZeRO for scale-up', 'cli_pretrain', 'pipeline_pretrain')
 register_stage('sft', 'knowlm_nb.sft', 'LoRA / QLoRA / full instruction tuning (KnowLM, KnowTuning)', 'cli_sft', 'pipeline_sft')
+register_stage('dpo', 'knowlm_nb.dpo', 'DPO (+ SFT term) on knowledge-comparison pairs (KnowTuning)', 'cli_dpo', 'pipeline_dpo')
 register_stage('rhyme', 'knowlm_nb.rhyme', 'score classical poems for 平仄, 平水韵 rhymes, 对仗 and length', 'cli_rhyme', 'pipeline_rhyme')
 
 # %% ../nbs/00_core.ipynb #f81fc39c
