@@ -11,7 +11,7 @@ __all__ = ['PERTURBATIONS', 'KNOWTUNING_PERTURBATIONS', 'TINY_DPO_RECIPE', 'cli_
            'dpo_pairs', 'dpo', 'answer_logprobs', 'preference_accuracy', 'tiny_dpo_path', 'tiny_dpo', 'dpo_comparison',
            'plot_dpo_training', 'plot_preference', 'pair_view', 'dpo_demo', 'pipeline_dpo']
 
-# %% ../nbs/06_dpo.ipynb #66500772
+# %% ../nbs/06_dpo.ipynb #3caed122
 import os, re, json, time, random, dataclasses, unicodedata, contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,7 @@ from .sft import (SFTConfig, build_prompt, ANSWER_MARK, split_answer, parse_fact
                            tiny_sft_path, merge_adapter, sft_model_and_tokenizer, base_model_path, resolve_template)
 from .pretrain import tiny_lm_path
 
-# %% ../nbs/06_dpo.ipynb #21e721d4
+# %% ../nbs/06_dpo.ipynb #0ca1569a
 PERTURBATIONS = ('deletion', 'revision', 'shuffle', 'off_topic')
 KNOWTUNING_PERTURBATIONS = PERTURBATIONS[:3]
 _REL_ORDER = {r: i for i, r in enumerate(RELATIONS)}
@@ -98,7 +98,7 @@ def knowledge_pairs(world=None,  # the world (default: seed 0)
             out.append({**base, 'rejected': rej, 'perturbation': kind, 'detail': detail})
     return out
 
-# %% ../nbs/06_dpo.ipynb #4c488c76
+# %% ../nbs/06_dpo.ipynb #f5781ea7
 def answer_facts(world, text:str, lang:str)->list:
     "The triples the sentences before the answer marker state (None for a sentence that is no fact of the world)."
     body = split_answer(text)[0]
@@ -129,15 +129,15 @@ def check_pair(world, pair:dict)->str:
     if not ok: raise ValueError(f"{kind} pair does not differ by one {kind}: {c} -> {ca!r} vs {r} -> {ra!r}")
     return kind
 
-# %% ../nbs/06_dpo.ipynb #000b8694
+# %% ../nbs/06_dpo.ipynb #80ee2150
 def write_pairs(out:str|Path,  # output directory
                 pairs:list  # from `knowledge_pairs`
                )->dict:
     "Write `pairs.jsonl` (TRL), `llamafactory_pairs.json` and its `dataset_info.json`; return the paths."
     out = Path(out)
     trl_path = out/'pairs.jsonl'
-    write_jsonl(trl_path, [{'prompt': p['prompt'], 'chosen': p['chosen'], 'rejected': p['rejected'],
-                                                 'perturbation': p['perturbation'], 'fact_id': p['fact_id'], 'lang': p['lang']} for p in pairs])
+    write_jsonl(trl_path, [{'prompt': p['prompt'], 'chosen': p['chosen'], 'rejected': p['rejected'], 'question': p['question'],
+                            'perturbation': p['perturbation'], 'fact_id': p['fact_id'], 'lang': p['lang']} for p in pairs])
     lf = [{'instruction': p['question'], 'input': '', 'output': [p['chosen'], p['rejected']]} for p in pairs]
     lf_path = write_json(out/'llamafactory_pairs.json', lf)
     info = write_json(out/'dataset_info.json', {'knowlm_nb_pairs': {'file_name': 'llamafactory_pairs.json', 'ranking': True,
@@ -158,7 +158,7 @@ def read_pairs(path:str|Path  # a JSONL file of `prompt`, `chosen`, `rejected` r
     if not out: raise DataFormatError(f"{p}: no pairs")
     return out
 
-# %% ../nbs/06_dpo.ipynb #b3dfbe7f
+# %% ../nbs/06_dpo.ipynb #7c380849
 @dataclass
 class DPOTrainConfig(SFTConfig):
     "Everything a DPO run depends on: the SFT stage's fields and the preference ones."
@@ -197,7 +197,7 @@ def knowtuning_dpo_recipe(**overrides)->DPOTrainConfig:
 TINY_DPO_RECIPE = dict(model='tiny_sft', n_facts=2, epochs=1, batch_size=8, grad_accum=1, lr=2e-4, beta=0.5, max_len=256, warmup_steps=10,
                        scheduler='linear', lora_r=16, lora_alpha=32, lora_dropout=0.0, loss_weights=[1.0, 1.0], logging_steps=10, seed=0)
 
-# %% ../nbs/06_dpo.ipynb #14d43173
+# %% ../nbs/06_dpo.ipynb #0792b5b5
 def tiny_sft_merged_path(world_seed:int=0,  # which toy world
                          context_facts:int=1  # supporting facts before the asked one in the SFT answers
                         )->Path:
@@ -243,7 +243,7 @@ def preference_rows(pairs:list, tokenizer,
     if not rows: raise DataFormatError(f"{source}: none of the {len(pairs)} pairs fits max_len={max_len}")
     return rows, report
 
-# %% ../nbs/06_dpo.ipynb #6852d812
+# %% ../nbs/06_dpo.ipynb #36d1f5b1
 def dpo_pairs(cfg:DPOTrainConfig)->list:
     "The training pairs of a run: the config's file, or the world's knowledge pairs."
     if cfg.data: return read_pairs(cfg.data)
@@ -278,7 +278,7 @@ def dpo(config:DPOTrainConfig|None=None,  # the recipe
     r.record.update(facts)
     return r
 
-# %% ../nbs/06_dpo.ipynb #9351e99f
+# %% ../nbs/06_dpo.ipynb #de493489
 def answer_logprobs(model, tokenizer, pairs:list,  # dicts with 'prompt', 'chosen', 'rejected'
                     batch_size:int=32  # sequences per forward pass
                    )->torch.Tensor:
@@ -322,7 +322,7 @@ def preference_accuracy(model, tokenizer, pairs:list,  # held-out pairs with 'pe
                      'margin': round(float(margin[idx].mean()), 3)}
     return res
 
-# %% ../nbs/06_dpo.ipynb #f5a3a021
+# %% ../nbs/06_dpo.ipynb #c34c52d1
 def tiny_dpo_path(world_seed:int=0,  # which toy world
                   **overrides  # fields of `DPOTrainConfig` that differ from `TINY_DPO_RECIPE`
                  )->Path:
@@ -337,7 +337,7 @@ def tiny_dpo(world_seed:int=0, device:str='cpu', **overrides)->tuple:
     from knowlm_nb.sft import load_sft_model
     return load_sft_model(tiny_dpo_path(world_seed, **overrides), str(tiny_sft_merged_path(world_seed)), device=device)
 
-# %% ../nbs/06_dpo.ipynb #65e5be1a
+# %% ../nbs/06_dpo.ipynb #0bd82f0e
 def dpo_comparison(start, policy, tokenizer, world=None,  # start: the model before DPO (None: the policy with its adapter disabled)
                    beta:float=TINY_DPO_RECIPE['beta'],  # the run's DPO temperature (scales the margins)
                    n_facts:int=TINY_DPO_RECIPE['n_facts'],  # the run's answer shape
@@ -398,26 +398,27 @@ def plot_preference(pref_rows:list, title:str='held-out preference accuracy'):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/06_dpo.ipynb #e5ca958a
+# %% ../nbs/06_dpo.ipynb #43917c70
 def _mark(text, sentence):
     import html
     t = html.escape(text).replace('\n', '<br>')
     return t.replace(html.escape(sentence), f"<mark>{html.escape(sentence)}</mark>", 1) if sentence else t
 
 def pair_view(pair:dict, logprobs:dict|None=None)->str:
-    "HTML of one pair: chosen and rejected side by side, the perturbed sentence marked, optional log-probs per model."
-    d = pair.get('detail', {})
-    changed = d.get('revised') or ('' if pair['perturbation'] == 'shuffle' else d.get('sentence', ''))
-    lp = ''.join(f"<div>{k}: chosen {v[0]:.2f}, rejected {v[1]:.2f}</div>" for k, v in (logprobs or {}).items())
-    return (f"<b>{pair['perturbation']}</b> — {pair['question']}<table><tr><th>chosen</th><th>rejected</th></tr>"
-            f"<tr><td>{_mark(pair['chosen'], d.get('sentence', '') if pair['perturbation'] == 'revision' else '')}</td>"
-            f"<td>{_mark(pair['rejected'], changed if pair['perturbation'] == 'revision' else '')}</td></tr></table>{lp}")
+    "HTML of one pair: chosen and rejected side by side, the removed or changed sentence marked, optional log-probs per model."
+    d, kind = pair.get('detail', {}), pair['perturbation']
+    in_chosen = d.get('sentence', '') if kind in ('deletion', 'revision', 'off_topic') else ''
+    in_rejected = d.get('revised', '') if kind in ('revision', 'off_topic') else ''
+    note = f" (order {d['order']})" if kind == 'shuffle' and 'order' in d else ''
+    lp = ''.join(f"<div>{k}: log p(chosen) {v[0]:.2f}, log p(rejected) {v[1]:.2f}</div>" for k, v in (logprobs or {}).items())
+    return (f"<b>{kind}</b>{note}: {pair['question']}<table><tr><th>chosen</th><th>rejected</th></tr>"
+            f"<tr><td>{_mark(pair['chosen'], in_chosen)}</td><td>{_mark(pair['rejected'], in_rejected)}</td></tr></table>{lp}")
 
 def dpo_demo(policy=None, tokenizer=None, pairs:list|None=None):
     "An ipywidgets demo: pick a held-out pair, see both answers and their log-probabilities before (adapter off) and after DPO."
     import ipywidgets as W
     if policy is None: policy, tokenizer = tiny_dpo()
-    pairs = pairs or knowledge_pairs(splits=('test',))
+    pairs = pairs or knowledge_pairs(splits=('test',), n_facts=TINY_DPO_RECIPE['n_facts'])
     pick, out = W.IntSlider(value=0, min=0, max=len(pairs) - 1, description='pair'), W.HTML()
     def show(*_):
         p = pairs[pick.value]
@@ -428,7 +429,7 @@ def dpo_demo(policy=None, tokenizer=None, pairs:list|None=None):
     show()
     return W.VBox([pick, out])
 
-# %% ../nbs/06_dpo.ipynb #e20d5914
+# %% ../nbs/06_dpo.ipynb #f198e208
 def _run_dpo(cfg:DPOTrainConfig):
     "Train, then print one line of summary (on rank 0)."
     r = dpo(cfg)

@@ -8,16 +8,16 @@ Docs: https://knowlm-nb.github.io/knowlm_nb/training.html.md"""
 __all__ = ['PRECISIONS', 'ZERO_PRESETS', 'TrainConfig', 'liger_available', 'native_bf16', 'resolve_precision',
            'resolve_gpu_options', 'zero_config', 'write_zero_config', 'deepspeed_config_path', 'launch_command',
            'last_checkpoint', 'SeededLengthGroupedSampler', 'seeded_trainer', 'TokenCounter', 'step_clock',
-           'steady_throughput', 'TrainResult', 'training_arguments', 'launch_environment', 'run_trainer',
-           'cached_training']
+           'steady_throughput', 'trl_labelled_positions_only', 'TrainResult', 'training_arguments',
+           'launch_environment', 'run_trainer', 'cached_training']
 
-# %% ../nbs/03a_training.ipynb #09383039
+# %% ../nbs/03a_training.ipynb #2ac014a5
 import os, re, sys, json, time, shutil, shlex, socket, contextlib, importlib.util
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 from .core import seed_everything, pick_device, cached_build, write_json, ConfigError
 
-# %% ../nbs/03a_training.ipynb #5bf24ec4
+# %% ../nbs/03a_training.ipynb #6d5b8119
 PRECISIONS = ('fp32', 'bf16', 'fp16', 'bf16-pure', 'auto')
 
 @dataclass
@@ -65,7 +65,7 @@ class TrainConfig:
         ok_attn = (None, 'sdpa', 'eager', 'flex_attention', 'flash_attention_2', 'flash_attention_3')
         if self.attn_implementation not in ok_attn: raise ConfigError(f"{name}.attn_implementation must be one of {ok_attn[1:]} or None, got {self.attn_implementation!r}")
 
-# %% ../nbs/03a_training.ipynb #aea2d12d
+# %% ../nbs/03a_training.ipynb #ee76c34c
 def liger_available()->bool:
     "True when the `liger-kernel` package is installed."
     return importlib.util.find_spec('liger_kernel') is not None
@@ -101,7 +101,7 @@ def resolve_gpu_options(cfg:TrainConfig,  # the run's config
     if cfg.precision == 'bf16-pure' and not on_cuda: raise ConfigError("precision='bf16-pure' is for GPUs; on the CPU use 'bf16' (mixed) or 'fp32'")
     return {'liger': bool(liger), 'attn_implementation': attn, 'precision': resolve_precision(cfg.precision, device)}
 
-# %% ../nbs/03a_training.ipynb #9f8253fc
+# %% ../nbs/03a_training.ipynb #d823775d
 def zero_config(stage:int=2,  # ZeRO stage: 2 (optimizer + gradients sharded) or 3 (+ parameters)
                 offload_optimizer:bool=False,  # keep optimizer states in CPU memory
                 offload_param:bool=False,  # keep parameters in CPU memory (stage 3 only)
@@ -151,7 +151,7 @@ def deepspeed_config_path(ds:str|None,  # None, a preset name or a JSON file
     if not Path(ds).exists(): raise FileNotFoundError(f"DeepSpeed config {ds} does not exist (or use one of {', '.join(ZERO_PRESETS)})")
     return str(ds)
 
-# %% ../nbs/03a_training.ipynb #5213f12d
+# %% ../nbs/03a_training.ipynb #d793cc38
 def launch_command(args:list,  # the training command after the launcher, e.g. ['knowlm-nb', 'pretrain', '--data', 'chunks/pretrain']
                    launcher:str='deepspeed',  # 'deepspeed' or 'accelerate'
                    gpus_per_node:int=8,  # processes per node
@@ -182,7 +182,7 @@ def launch_command(args:list,  # the training command after the launcher, e.g. [
     else: raise ValueError(f"launcher must be 'deepspeed' or 'accelerate', got {launcher!r}")
     return ' '.join(shlex.quote(c) for c in cmd)
 
-# %% ../nbs/03a_training.ipynb #a0c09ae4
+# %% ../nbs/03a_training.ipynb #9b38be22
 def last_checkpoint(out:str|Path  # a run's output directory
                    )->Path|None:
     "The newest complete `checkpoint-N` directory in `out` (None if none)."
@@ -195,7 +195,7 @@ def last_checkpoint(out:str|Path  # a run's output directory
     cks = [p for p in Path(out).glob('checkpoint-*') if p.name.split('-')[-1].isdigit() and complete(p)]
     return max(cks, key=lambda p: int(p.name.split('-')[-1])) if cks else None
 
-# %% ../nbs/03a_training.ipynb #c568ca2f
+# %% ../nbs/03a_training.ipynb #6bd6c354
 class SeededLengthGroupedSampler:
     "Indices in batches of similar-length samples, in an order fixed by the seed and the epoch (so a resumed run sees the same batches)."
     def __init__(self, lengths,  # length of every sample
@@ -229,7 +229,7 @@ def seeded_trainer(base  # a `transformers.Trainer` subclass (TRL's trainers are
     Seeded.__name__ = Seeded.__qualname__ = f"Seeded{base.__name__}"
     return Seeded
 
-# %% ../nbs/03a_training.ipynb #14c909e6
+# %% ../nbs/03a_training.ipynb #b6ba5514
 class TokenCounter:
     "Wraps a data collator; counts the real (unpadded) tokens of the samples (or preference pairs) it collates."
     def __init__(self, collate,  # the trainer's data collator
@@ -246,7 +246,7 @@ class TokenCounter:
         self.samples += len(samples)
         return self.collate(samples)
 
-# %% ../nbs/03a_training.ipynb #ae443942
+# %% ../nbs/03a_training.ipynb #3c0bd460
 def step_clock(counter:TokenCounter,  # the run's token counter
                device:str  # the run's device ('cuda' waits for the GPU at each mark)
               ):
@@ -270,7 +270,22 @@ def steady_throughput(marks:list,  # `(seconds, tokens)` per step
     (t0, n0), (t1, n1) = marks[k], marks[-1]
     return (n1 - n0) / max(t1 - t0, 1e-9)
 
-# %% ../nbs/03a_training.ipynb #2b0550f3
+# %% ../nbs/03a_training.ipynb #6452acb2
+@contextlib.contextmanager
+def trl_labelled_positions_only(device:str  # the run's device ('cpu' is the only one changed)
+                               ):
+    "While open, TRL's fused LM head scores only the labelled positions on the CPU (as it does under Triton); yields whether it did."
+    try: import trl.trainer.utils as tu
+    except ImportError: tu = None
+    if tu is None or not device.startswith('cpu') or not callable(getattr(tu, '_use_triton', None)):
+        yield False
+        return
+    original = tu._use_triton
+    tu._use_triton = lambda d: d.type == 'cpu' or original(d)
+    try: yield True
+    finally: tu._use_triton = original
+
+# %% ../nbs/03a_training.ipynb #3c3ae240
 @dataclass
 class TrainResult:
     "What a training run produced."
@@ -300,13 +315,13 @@ def training_arguments(cfg:TrainConfig,  # the run's config
               save_strategy='steps' if cfg.save_steps else 'no', save_steps=cfg.save_steps or 500, save_total_limit=cfg.save_total_limit,
               seed=cfg.seed, data_seed=cfg.seed, report_to='none', remove_unused_columns=False, use_cpu=(device == 'cpu'),
               bf16=precision == 'bf16', fp16=precision == 'fp16', dataloader_num_workers=0, disable_tqdm=False,
-              save_only_model=False, use_liger_kernel=gpu['liger'],
+              save_only_model=False, use_liger_kernel=gpu['liger'], gradient_checkpointing=cfg.gradient_checkpointing,
               deepspeed=deepspeed_config_path(cfg.deepspeed, out, precision, device),
               train_sampling_strategy='group_by_length' if cfg.group_by_length else 'random')
     if device.startswith('cuda') and precision == 'bf16-pure': kw['optim'] = 'adamw_torch_fused'
     return (args_cls or TrainingArguments)(**{**kw, **overrides})
 
-# %% ../nbs/03a_training.ipynb #e77e13f2
+# %% ../nbs/03a_training.ipynb #c01aae2c
 @contextlib.contextmanager
 def launch_environment(cfg:TrainConfig,  # the run's config
                        device:str  # the run's device
@@ -325,7 +340,7 @@ def launch_environment(cfg:TrainConfig,  # the run's config
     finally:
         for k in added: os.environ.pop(k, None)
 
-# %% ../nbs/03a_training.ipynb #f6a7a07a
+# %% ../nbs/03a_training.ipynb #41807b76
 def _finish_deepspeed(trainer, out:Path):
     "After a DeepSpeed run: forget the HF DeepSpeed config, wait for every rank, reload the gathered model on rank 0."
     import torch.distributed as dist
@@ -360,7 +375,7 @@ def run_trainer(cfg:TrainConfig,  # the run's config
         trainer.add_callback(clock)
         if cfg.gradient_checkpointing: trainer.model.gradient_checkpointing_enable()
         t0 = time.perf_counter()
-        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+        with trl_labelled_positions_only(device): trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
         secs = time.perf_counter() - t0
         model = trainer.model
         model.config.use_cache = True  # the trainer turned the KV cache off for training; the saved model generates with it
@@ -380,7 +395,7 @@ def run_trainer(cfg:TrainConfig,  # the run's config
         if cfg.deepspeed: model = _finish_deepspeed(trainer, out)
     return TrainResult(model.eval() if model is not None else None, trainer.processing_class, out, hist, secs, tokens, steps, record)
 
-# %% ../nbs/03a_training.ipynb #13733ec8
+# %% ../nbs/03a_training.ipynb #57f26f52
 def cached_training(kind:str,  # artefact family, e.g. 'tiny_lm'
                     recipe:dict,  # the config fields of the run (hashed into the cache key)
                     train,  # `train(out_dir: str) -> TrainResult`, a stage function run with `out=out_dir`
