@@ -8,11 +8,11 @@ Docs: https://knowlm-nb.github.io/knowlm_nb/dpo.html.md"""
 __all__ = ['PERTURBATIONS', 'KNOWTUNING_PERTURBATIONS', 'TINY_DPO_RECIPE', 'cli_dpo', 'supporting_facts', 'false_object',
            'knowledge_pairs', 'answer_facts', 'check_pair', 'write_pairs', 'read_pairs', 'DPOTrainConfig',
            'knowtuning_dpo_recipe', 'tiny_sft_merged_path', 'policy_start', 'check_reference', 'preference_rows',
-           'dpo_pairs', 'dpo', 'answer_logprobs', 'preference_accuracy', 'tiny_dpo_path', 'tiny_dpo', 'dpo_comparison',
-           'plot_dpo_training', 'plot_preference', 'pair_view', 'dpo_demo', 'pipeline_dpo']
+           'shared_dataset', 'dpo_pairs', 'dpo', 'answer_logprobs', 'preference_accuracy', 'tiny_dpo_path', 'tiny_dpo',
+           'dpo_comparison', 'plot_dpo_training', 'plot_preference', 'pair_view', 'dpo_demo', 'pipeline_dpo']
 
-# %% ../nbs/06_dpo.ipynb #3caed122
-import os, re, json, time, random, dataclasses, unicodedata, contextlib
+# %% ../nbs/06_dpo.ipynb #1d451410
+import os, re, json, time, random, shutil, dataclasses, unicodedata, contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
 import torch
@@ -24,7 +24,7 @@ from .sft import (SFTConfig, build_prompt, ANSWER_MARK, split_answer, parse_fact
                            tiny_sft_path, merge_adapter, sft_model_and_tokenizer, base_model_path, resolve_template)
 from .pretrain import tiny_lm_path
 
-# %% ../nbs/06_dpo.ipynb #0ca1569a
+# %% ../nbs/06_dpo.ipynb #0a26edb3
 PERTURBATIONS = ('deletion', 'revision', 'shuffle', 'off_topic')
 KNOWTUNING_PERTURBATIONS = PERTURBATIONS[:3]
 _REL_ORDER = {r: i for i, r in enumerate(RELATIONS)}
@@ -98,7 +98,7 @@ def knowledge_pairs(world=None,  # the world (default: seed 0)
             out.append({**base, 'rejected': rej, 'perturbation': kind, 'detail': detail})
     return out
 
-# %% ../nbs/06_dpo.ipynb #f5781ea7
+# %% ../nbs/06_dpo.ipynb #2003a4a0
 def answer_facts(world, text:str, lang:str)->list:
     "The triples the sentences before the answer marker state (None for a sentence that is no fact of the world)."
     body = split_answer(text)[0]
@@ -129,7 +129,7 @@ def check_pair(world, pair:dict)->str:
     if not ok: raise ValueError(f"{kind} pair does not differ by one {kind}: {c} -> {ca!r} vs {r} -> {ra!r}")
     return kind
 
-# %% ../nbs/06_dpo.ipynb #80ee2150
+# %% ../nbs/06_dpo.ipynb #18cd0dd2
 def write_pairs(out:str|Path,  # output directory
                 pairs:list  # from `knowledge_pairs`
                )->dict:
@@ -158,7 +158,7 @@ def read_pairs(path:str|Path  # a JSONL file of `prompt`, `chosen`, `rejected` r
     if not out: raise DataFormatError(f"{p}: no pairs")
     return out
 
-# %% ../nbs/06_dpo.ipynb #7c380849
+# %% ../nbs/06_dpo.ipynb #15191548
 @dataclass
 class DPOTrainConfig(SFTConfig):
     "Everything a DPO run depends on: the SFT stage's fields and the preference ones."
@@ -197,7 +197,7 @@ def knowtuning_dpo_recipe(**overrides)->DPOTrainConfig:
 TINY_DPO_RECIPE = dict(model='tiny_sft', n_facts=2, epochs=1, batch_size=8, grad_accum=1, lr=2e-4, beta=0.5, max_len=256, warmup_steps=10,
                        scheduler='linear', lora_r=16, lora_alpha=32, lora_dropout=0.0, loss_weights=[1.0, 1.0], logging_steps=10, seed=0)
 
-# %% ../nbs/06_dpo.ipynb #0792b5b5
+# %% ../nbs/06_dpo.ipynb #8f878147
 def tiny_sft_merged_path(world_seed:int=0,  # which toy world
                          context_facts:int=1  # supporting facts before the asked one in the SFT answers
                         )->Path:
@@ -243,7 +243,20 @@ def preference_rows(pairs:list, tokenizer,
     if not rows: raise DataFormatError(f"{source}: none of the {len(pairs)} pairs fits max_len={max_len}")
     return rows, report
 
-# %% ../nbs/06_dpo.ipynb #36d1f5b1
+# %% ../nbs/06_dpo.ipynb #4f7f9986
+def shared_dataset(rows:list,  # the training rows
+                   where:Path  # a directory every rank can read (under the run's output)
+                  ):
+    "A `datasets.Dataset` of `rows`: in memory for one process; saved by rank 0 and loaded by every rank when there are several."
+    from datasets import Dataset, load_from_disk
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1): return Dataset.from_list(rows)
+    if dist.get_rank() == 0:
+        if where.exists(): shutil.rmtree(where)
+        Dataset.from_list(rows).save_to_disk(str(where))
+    dist.barrier()
+    return load_from_disk(str(where))
+
 def dpo_pairs(cfg:DPOTrainConfig)->list:
     "The training pairs of a run: the config's file, or the world's knowledge pairs."
     if cfg.data: return read_pairs(cfg.data)
@@ -271,14 +284,14 @@ def dpo(config:DPOTrainConfig|None=None,  # the recipe
         trainable, total = model.get_nb_trainable_parameters() if cfg.lora else (n_params(model, trainable=True), n_params(model))
         facts.update(data=report, start=start, trainable_parameters=trainable, parameters=total)
         if not cfg.quantization and not cfg.deepspeed: model = model.to(args.device)
-        return DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=Dataset.from_list(rows), processing_class=tok)
+        return DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=shared_dataset(rows, Path(cfg.out)/'pairs_dataset'), processing_class=tok)
     over = dict(beta=cfg.beta, loss_type=list(cfg.loss_type), loss_weights=list(cfg.loss_weights), max_length=cfg.max_len,
                 precompute_ref_log_probs=cfg.precompute_ref, train_sampling_strategy='random')
     r = run_trainer(cfg, make_trainer, args_cls=DPOConfig, args_overrides=over, extra_record=facts)
     r.record.update(facts)
     return r
 
-# %% ../nbs/06_dpo.ipynb #de493489
+# %% ../nbs/06_dpo.ipynb #51f34f2d
 def answer_logprobs(model, tokenizer, pairs:list,  # dicts with 'prompt', 'chosen', 'rejected'
                     batch_size:int=32  # sequences per forward pass
                    )->torch.Tensor:
@@ -322,7 +335,7 @@ def preference_accuracy(model, tokenizer, pairs:list,  # held-out pairs with 'pe
                      'margin': round(float(margin[idx].mean()), 3)}
     return res
 
-# %% ../nbs/06_dpo.ipynb #c34c52d1
+# %% ../nbs/06_dpo.ipynb #961436cc
 def tiny_dpo_path(world_seed:int=0,  # which toy world
                   **overrides  # fields of `DPOTrainConfig` that differ from `TINY_DPO_RECIPE`
                  )->Path:
@@ -337,7 +350,7 @@ def tiny_dpo(world_seed:int=0, device:str='cpu', **overrides)->tuple:
     from knowlm_nb.sft import load_sft_model
     return load_sft_model(tiny_dpo_path(world_seed, **overrides), str(tiny_sft_merged_path(world_seed)), device=device)
 
-# %% ../nbs/06_dpo.ipynb #0bd82f0e
+# %% ../nbs/06_dpo.ipynb #031118e7
 def dpo_comparison(start, policy, tokenizer, world=None,  # start: the model before DPO (None: the policy with its adapter disabled)
                    beta:float=TINY_DPO_RECIPE['beta'],  # the run's DPO temperature (scales the margins)
                    n_facts:int=TINY_DPO_RECIPE['n_facts'],  # the run's answer shape
@@ -398,7 +411,7 @@ def plot_preference(pref_rows:list, title:str='held-out preference accuracy'):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/06_dpo.ipynb #43917c70
+# %% ../nbs/06_dpo.ipynb #9ef240bc
 def _mark(text, sentence):
     import html
     t = html.escape(text).replace('\n', '<br>')
@@ -429,7 +442,7 @@ def dpo_demo(policy=None, tokenizer=None, pairs:list|None=None):
     show()
     return W.VBox([pick, out])
 
-# %% ../nbs/06_dpo.ipynb #f198e208
+# %% ../nbs/06_dpo.ipynb #d24c7de7
 def _run_dpo(cfg:DPOTrainConfig):
     "Train, then print one line of summary (on rank 0)."
     r = dpo(cfg)

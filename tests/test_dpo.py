@@ -33,7 +33,7 @@ def test_every_pair_differs_from_its_chosen_answer_by_exactly_its_perturbation(w
             kinds = {check_pair(world, p) for p in pairs}
             assert kinds == set(PERTURBATIONS) - ({'shuffle'} if n_facts == 1 else set()), (n_facts, split, kinds)
             n += len(pairs)
-    assert n > 20000
+    assert n > 11000
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10**6), n_facts=st.integers(1, 4), pick=st.integers(0, 10**6))
@@ -93,9 +93,9 @@ def test_over_long_pairs_are_counted_not_cut(tmp_path, small_base, world):
     rows = read_pairs(files['trl'])
     long_ = {**rows[0], 'prompt': 'Where? ' * 300}
     (tmp_path/'mixed.jsonl').write_text(''.join(json.dumps(r) + '\n' for r in rows + [long_]), encoding='utf-8')
-    r = _cli(['--model', small_base, '--data', str(tmp_path/'mixed.jsonl'), '--max-steps', '2', '--max-len', '128', '--batch-size', '4'], tmp_path)
+    r = _cli(['--model', small_base, '--data', str(tmp_path/'mixed.jsonl'), '--max-steps', '2', '--max-len', '256', '--batch-size', '4'], tmp_path)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert 'skipped 1 of 31 pairs longer than max_len=128' in r.stdout + r.stderr
+    assert 'skipped 1 of 31 pairs longer than max_len=256' in r.stdout + r.stderr
     rec = json.loads((tmp_path/'o'/'run.json').read_text())
     assert rec['data']['kept'] == 30 and rec['data']['too_long'] == 1
 
