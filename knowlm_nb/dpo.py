@@ -11,7 +11,7 @@ __all__ = ['PERTURBATIONS', 'KNOWTUNING_PERTURBATIONS', 'TINY_DPO_RECIPE', 'cli_
            'shared_dataset', 'dpo_pairs', 'dpo', 'answer_logprobs', 'preference_accuracy', 'tiny_dpo_path', 'tiny_dpo',
            'dpo_comparison', 'plot_dpo_training', 'plot_preference', 'pair_view', 'dpo_demo', 'pipeline_dpo']
 
-# %% ../nbs/06_dpo.ipynb #1d451410
+# %% ../nbs/06_dpo.ipynb #bc6e5415
 import os, re, json, time, random, shutil, dataclasses, unicodedata, contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +24,7 @@ from .sft import (SFTConfig, build_prompt, ANSWER_MARK, split_answer, parse_fact
                            tiny_sft_path, merge_adapter, sft_model_and_tokenizer, base_model_path, resolve_template)
 from .pretrain import tiny_lm_path
 
-# %% ../nbs/06_dpo.ipynb #0a26edb3
+# %% ../nbs/06_dpo.ipynb #ce7d617e
 PERTURBATIONS = ('deletion', 'revision', 'shuffle', 'off_topic')
 KNOWTUNING_PERTURBATIONS = PERTURBATIONS[:3]
 _REL_ORDER = {r: i for i, r in enumerate(RELATIONS)}
@@ -98,7 +98,7 @@ def knowledge_pairs(world=None,  # the world (default: seed 0)
             out.append({**base, 'rejected': rej, 'perturbation': kind, 'detail': detail})
     return out
 
-# %% ../nbs/06_dpo.ipynb #2003a4a0
+# %% ../nbs/06_dpo.ipynb #50605ce8
 def answer_facts(world, text:str, lang:str)->list:
     "The triples the sentences before the answer marker state (None for a sentence that is no fact of the world)."
     body = split_answer(text)[0]
@@ -129,7 +129,7 @@ def check_pair(world, pair:dict)->str:
     if not ok: raise ValueError(f"{kind} pair does not differ by one {kind}: {c} -> {ca!r} vs {r} -> {ra!r}")
     return kind
 
-# %% ../nbs/06_dpo.ipynb #18cd0dd2
+# %% ../nbs/06_dpo.ipynb #b099056d
 def write_pairs(out:str|Path,  # output directory
                 pairs:list  # from `knowledge_pairs`
                )->dict:
@@ -158,7 +158,7 @@ def read_pairs(path:str|Path  # a JSONL file of `prompt`, `chosen`, `rejected` r
     if not out: raise DataFormatError(f"{p}: no pairs")
     return out
 
-# %% ../nbs/06_dpo.ipynb #15191548
+# %% ../nbs/06_dpo.ipynb #976eb24c
 @dataclass
 class DPOTrainConfig(SFTConfig):
     "Everything a DPO run depends on: the SFT stage's fields and the preference ones."
@@ -185,6 +185,7 @@ class DPOTrainConfig(SFTConfig):
         if len(self.loss_weights) != len(self.loss_type): raise ConfigError(f"DPOTrainConfig.loss_weights needs one weight per loss_type ({len(self.loss_type)}), got {len(self.loss_weights)}")
         if not self.beta > 0: raise ConfigError(f"DPOTrainConfig.beta must be > 0, got {self.beta}")
         if self.n_facts < 1: raise ConfigError(f"DPOTrainConfig.n_facts must be >= 1, got {self.n_facts}")
+        if not self.lora: raise ConfigError("DPOTrainConfig.lora must be True: DPO here trains an adapter, and its reference is the start model with the adapter off")
         bad = [p for p in self.perturbations if p not in PERTURBATIONS]
         if bad or not self.perturbations: raise ConfigError(f"DPOTrainConfig.perturbations: expected some of {', '.join(PERTURBATIONS)}, got {self.perturbations}")
 
@@ -197,7 +198,7 @@ def knowtuning_dpo_recipe(**overrides)->DPOTrainConfig:
 TINY_DPO_RECIPE = dict(model='tiny_sft', n_facts=2, epochs=1, batch_size=8, grad_accum=1, lr=2e-4, beta=0.5, max_len=256, warmup_steps=10,
                        scheduler='linear', lora_r=16, lora_alpha=32, lora_dropout=0.0, loss_weights=[1.0, 1.0], logging_steps=10, seed=0)
 
-# %% ../nbs/06_dpo.ipynb #8f878147
+# %% ../nbs/06_dpo.ipynb #22c54dea
 def tiny_sft_merged_path(world_seed:int=0,  # which toy world
                          context_facts:int=1  # supporting facts before the asked one in the SFT answers
                         )->Path:
@@ -243,7 +244,7 @@ def preference_rows(pairs:list, tokenizer,
     if not rows: raise DataFormatError(f"{source}: none of the {len(pairs)} pairs fits max_len={max_len}")
     return rows, report
 
-# %% ../nbs/06_dpo.ipynb #4f7f9986
+# %% ../nbs/06_dpo.ipynb #fe7bbeca
 def shared_dataset(rows:list,  # the training rows
                    where:Path  # a directory every rank can read (under the run's output)
                   ):
@@ -289,9 +290,10 @@ def dpo(config:DPOTrainConfig|None=None,  # the recipe
                 precompute_ref_log_probs=cfg.precompute_ref, train_sampling_strategy='random')
     r = run_trainer(cfg, make_trainer, args_cls=DPOConfig, args_overrides=over, extra_record=facts)
     r.record.update(facts)
+    if cfg.merge and int(os.environ.get('RANK', '0')) == 0: merge_adapter(r.out/'final', r.out/'merged', base=facts['start'])
     return r
 
-# %% ../nbs/06_dpo.ipynb #51f34f2d
+# %% ../nbs/06_dpo.ipynb #5fdb9cbd
 def answer_logprobs(model, tokenizer, pairs:list,  # dicts with 'prompt', 'chosen', 'rejected'
                     batch_size:int=32  # sequences per forward pass
                    )->torch.Tensor:
@@ -335,7 +337,7 @@ def preference_accuracy(model, tokenizer, pairs:list,  # held-out pairs with 'pe
                      'margin': round(float(margin[idx].mean()), 3)}
     return res
 
-# %% ../nbs/06_dpo.ipynb #961436cc
+# %% ../nbs/06_dpo.ipynb #7b3c7708
 def tiny_dpo_path(world_seed:int=0,  # which toy world
                   **overrides  # fields of `DPOTrainConfig` that differ from `TINY_DPO_RECIPE`
                  )->Path:
@@ -350,7 +352,7 @@ def tiny_dpo(world_seed:int=0, device:str='cpu', **overrides)->tuple:
     from knowlm_nb.sft import load_sft_model
     return load_sft_model(tiny_dpo_path(world_seed, **overrides), str(tiny_sft_merged_path(world_seed)), device=device)
 
-# %% ../nbs/06_dpo.ipynb #031118e7
+# %% ../nbs/06_dpo.ipynb #6b2e991a
 def dpo_comparison(start, policy, tokenizer, world=None,  # start: the model before DPO (None: the policy with its adapter disabled)
                    beta:float=TINY_DPO_RECIPE['beta'],  # the run's DPO temperature (scales the margins)
                    n_facts:int=TINY_DPO_RECIPE['n_facts'],  # the run's answer shape
@@ -411,7 +413,7 @@ def plot_preference(pref_rows:list, title:str='held-out preference accuracy'):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/06_dpo.ipynb #9ef240bc
+# %% ../nbs/06_dpo.ipynb #51591de4
 def _mark(text, sentence):
     import html
     t = html.escape(text).replace('\n', '<br>')
@@ -442,13 +444,14 @@ def dpo_demo(policy=None, tokenizer=None, pairs:list|None=None):
     show()
     return W.VBox([pick, out])
 
-# %% ../nbs/06_dpo.ipynb #d24c7de7
+# %% ../nbs/06_dpo.ipynb #05f5d283
 def _run_dpo(cfg:DPOTrainConfig):
     "Train, then print one line of summary (on rank 0)."
     r = dpo(cfg)
     if int(os.environ.get('RANK', '0')) == 0:
-        m = [h['rewards/margins'] for h in r.log_history if 'rewards/margins' in h and 'loss' in h] or [float('nan')]
-        print(f"trained {r.steps} steps on {r.record['data']['kept']} pairs in {r.seconds:.1f}s; reward margin {m[0]:.3f} -> {m[-1]:.3f}; adapter in {r.out/'final'}")
+        m = [h['rewards/margins'] for h in r.log_history if 'rewards/margins' in h and 'loss' in h]
+        margin = f"reward margin {m[0]:.3f} -> {m[-1]:.3f}" if m else f"no margin logged (logging_steps {cfg.logging_steps} > {r.steps} steps)"
+        print(f"trained {r.steps} steps on {r.record['data']['kept']} pairs in {r.seconds:.1f}s; {margin}; adapter in {r.out/'final'}")
 
 cli_dpo = config_command(DPOTrainConfig, _run_dpo, 'knowlm-nb dpo', 'DPO (+ SFT term) on knowledge-comparison pairs, from an SFT model', required=('out',))
 
