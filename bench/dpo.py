@@ -1,6 +1,7 @@
 """DPO benchmark on the tiny model: knowledge pairs built (and checked) per second, and `dpo()`'s tokens/s against a plain PyTorch
-DPO loop on the same start model, LoRA adapter, pairs and batch size (reference log-probabilities precomputed in both, DPO's sigmoid
-loss plus the SFT term on the chosen answer, AdamW, linear schedule, clipping).
+DPO loop on the same start model, LoRA adapter, pairs and batch size (reference log-probabilities precomputed in both, the output
+layer applied only at answer positions in both, DPO's sigmoid loss plus the SFT term on the chosen answer, AdamW, linear schedule,
+clipping).
 
 Also the held-out figures of the cached tiny DPO model against its SFT start (`dpo_comparison`): preference accuracy per
 perturbation, answer accuracy and fact precision.
@@ -71,9 +72,12 @@ def child_plain(steps:int)->dict:
             ids[i, :len(s)], att[i, :len(s)], mask[i, k:len(s)] = torch.tensor(s), 1, 1
         return ids, att, mask
 
-    def logps(ids, att, mask):
-        lp = torch.gather(model(input_ids=ids, attention_mask=att).logits[:, :-1].log_softmax(-1), 2, ids[:, 1:].unsqueeze(-1)).squeeze(-1)
-        return lp * mask[:, 1:], mask[:, 1:]
+    base = model.get_base_model()
+    def logps(ids, att, mask):  # the output layer only where there is a label, as TRL's head does with trl_labelled_positions_only
+        h = base.model(input_ids=ids, attention_mask=att).last_hidden_state[:, :-1]
+        m = mask[:, 1:].bool()
+        lab = torch.gather(base.lm_head(h[m]).log_softmax(-1), 1, ids[:, 1:][m].unsqueeze(-1)).squeeze(-1)
+        return torch.zeros(m.shape).masked_scatter(m, lab), mask[:, 1:]
 
     bs, g = cfg.batch_size, torch.Generator().manual_seed(0)
     ref = torch.zeros(len(data), 2)

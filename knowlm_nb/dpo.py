@@ -7,11 +7,12 @@ Docs: https://knowlm-nb.github.io/knowlm_nb/dpo.html.md"""
 # %% auto #0
 __all__ = ['PERTURBATIONS', 'KNOWTUNING_PERTURBATIONS', 'TINY_DPO_RECIPE', 'cli_dpo', 'supporting_facts', 'false_object',
            'knowledge_pairs', 'answer_facts', 'check_pair', 'write_pairs', 'read_pairs', 'DPOTrainConfig',
-           'knowtuning_dpo_recipe', 'tiny_sft_merged_path', 'policy_start', 'check_reference', 'preference_rows',
-           'shared_dataset', 'dpo_pairs', 'dpo', 'answer_logprobs', 'preference_accuracy', 'tiny_dpo_path', 'tiny_dpo',
-           'dpo_comparison', 'plot_dpo_training', 'plot_preference', 'pair_view', 'dpo_demo', 'pipeline_dpo']
+           'knowtuning_dpo_recipe', 'tiny_sft_merged_path', 'policy_start', 'check_reference', 'adds_bos',
+           'model_prompt', 'preference_rows', 'shared_dataset', 'dpo_pairs', 'dpo', 'answer_logprobs',
+           'preference_accuracy', 'tiny_dpo_path', 'tiny_dpo', 'dpo_comparison', 'plot_dpo_training', 'plot_preference',
+           'pair_view', 'dpo_demo', 'pipeline_dpo']
 
-# %% ../nbs/06_dpo.ipynb #bc6e5415
+# %% ../nbs/06_dpo.ipynb #03a2eb07
 import os, re, json, time, random, shutil, dataclasses, unicodedata, contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from .sft import (SFTConfig, build_prompt, ANSWER_MARK, split_answer, parse_fact
                            tiny_sft_path, merge_adapter, sft_model_and_tokenizer, base_model_path, resolve_template)
 from .pretrain import tiny_lm_path
 
-# %% ../nbs/06_dpo.ipynb #ce7d617e
+# %% ../nbs/06_dpo.ipynb #eabf4470
 PERTURBATIONS = ('deletion', 'revision', 'shuffle', 'off_topic')
 KNOWTUNING_PERTURBATIONS = PERTURBATIONS[:3]
 _REL_ORDER = {r: i for i, r in enumerate(RELATIONS)}
@@ -51,11 +52,15 @@ def false_object(world, fact, rng:random.Random)->str:
 def _say(world, f, lang, template, o=None):
     return render(template, world.name(f.s, lang), world.name(o or f.o, lang))[0]
 
+def _count(skipped, reason):
+    if skipped is not None: skipped[reason] = skipped.get(reason, 0) + 1
+
 def knowledge_pairs(world=None,  # the world (default: seed 0)
                     splits:tuple=('train',),  # whose questions: 'train' for training pairs, 'test' for held-out ones
                     n_facts:int=3,  # facts in a chosen answer
                     perturbations:tuple=PERTURBATIONS,  # which rejected answers to make
-                    seed:int=0  # seed of templates, supporting facts and perturbations
+                    seed:int=0,  # seed of templates, supporting facts and perturbations
+                    skipped:dict|None=None  # if given, filled with the pairs that could not be made, per reason
                    )->list:
     "Preference pairs over the world's questions: a chosen answer and one rejected answer per perturbation, with what was changed."
     world = world or make_world()
@@ -68,6 +73,7 @@ def knowledge_pairs(world=None,  # the world (default: seed 0)
         if q['split'] not in splits: continue
         f, lang = facts[q['fact_id']], q['lang']
         chain = supporting_facts(world, f, n_facts, support, rng)
+        if len(chain) < n_facts: _count(skipped, f"fewer than {n_facts} facts about the subject (answer has {len(chain)})")
         temps = [rng.choice(RELATIONS[g.r].train[lang]) for g in chain]
         sents = [_say(world, g, lang, t) for g, t in zip(chain, temps)]
         join = lambda ss, a=q['answer']: (' ' if lang == 'en' else '').join(ss) + ANSWER_MARK[lang] + a
@@ -84,21 +90,25 @@ def knowledge_pairs(world=None,  # the world (default: seed 0)
                 ans = world.name(o, lang) if i == len(sents) - 1 else q['answer']
                 rej, detail = join(sents[:i] + [new] + sents[i + 1:], ans), {'index': i, 'sentence': sents[i], 'revised': new, 'object': o}
             elif kind == 'shuffle':
-                if len(sents) < 2: continue  # one fact has no other order
+                if len(sents) < 2:  # one fact has no other order
+                    _count(skipped, 'shuffle: one fact has no other order')
+                    continue
                 order = list(range(len(sents)))
                 while order == sorted(order): rng.shuffle(order)
                 rej, detail = join([sents[j] for j in order]), {'order': order}
             else:  # off_topic: the asked fact swapped for a true fact of another relation, answered with its object
                 said = {g.r for g in chain}
                 others = [g for g in world.facts if g.s == f.s and g.r not in said and g.split in support]
-                if not others: continue
+                if not others:
+                    _count(skipped, 'off_topic: no fact of another relation about the subject')
+                    continue
                 g = rng.choice(others)
                 new = _say(world, g, lang, rng.choice(RELATIONS[g.r].train[lang]))
                 rej, detail = join(sents[:-1] + [new], world.name(g.o, lang)), {'index': len(sents) - 1, 'sentence': sents[-1], 'revised': new, 'fact': g.id}
             out.append({**base, 'rejected': rej, 'perturbation': kind, 'detail': detail})
     return out
 
-# %% ../nbs/06_dpo.ipynb #50605ce8
+# %% ../nbs/06_dpo.ipynb #b7395075
 def answer_facts(world, text:str, lang:str)->list:
     "The triples the sentences before the answer marker state (None for a sentence that is no fact of the world)."
     body = split_answer(text)[0]
@@ -113,7 +123,12 @@ def check_pair(world, pair:dict)->str:
     true = lambda t: t is not None and t[2] in world.objects(t[0], t[1])
     says = lambda ans, obj: ans == unicodedata.normalize('NFKC', world.name(obj, lang)).strip()
     if not c or not all(true(t) for t in c): raise ValueError(f"chosen answer states something false or unparsed: {pair['chosen']!r}")
-    if not says(ca, c[-1][2]): raise ValueError(f"chosen answer line {ca!r} is not the object of its last fact")
+    f = next((g for g in world.facts if g.id == pair.get('fact_id')), None)
+    if f is None or c[-1] != (f.s, f.r, f.o): raise ValueError(f"chosen answer does not end with the asked fact {pair.get('fact_id')!r}: {c[-1]}")
+    if not says(ca, c[-1][2]) or ('answers' in pair and ca not in {unicodedata.normalize('NFKC', a).strip() for a in pair['answers']}):
+        raise ValueError(f"chosen answer line {ca!r} is not the answer to the question")
+    if [_REL_ORDER[t[1]] for t in c[:-1]] != sorted(_REL_ORDER[t[1]] for t in c[:-1]): raise ValueError("chosen answer's supporting facts are not in the logical order")
+    if kind in ('deletion', 'shuffle') and None in r: raise ValueError(f"{kind} pair's rejected answer states something unparsed: {r}")
     if kind == 'deletion':
         ok = ra == ca and len(r) == len(c) - 1 and any(c[:i] + c[i + 1:] == r for i in range(len(c)))
     elif kind == 'revision':  # one fact made false; if it is the asked (last) one, the answer line follows it
@@ -129,7 +144,7 @@ def check_pair(world, pair:dict)->str:
     if not ok: raise ValueError(f"{kind} pair does not differ by one {kind}: {c} -> {ca!r} vs {r} -> {ra!r}")
     return kind
 
-# %% ../nbs/06_dpo.ipynb #b099056d
+# %% ../nbs/06_dpo.ipynb #5bf22031
 def write_pairs(out:str|Path,  # output directory
                 pairs:list  # from `knowledge_pairs`
                )->dict:
@@ -138,10 +153,10 @@ def write_pairs(out:str|Path,  # output directory
     trl_path = out/'pairs.jsonl'
     write_jsonl(trl_path, [{'prompt': p['prompt'], 'chosen': p['chosen'], 'rejected': p['rejected'], 'question': p['question'],
                             'perturbation': p['perturbation'], 'fact_id': p['fact_id'], 'lang': p['lang']} for p in pairs])
-    lf = [{'instruction': p['question'], 'input': '', 'output': [p['chosen'], p['rejected']]} for p in pairs]
+    lf = [{'instruction': p['question'], 'input': '', 'chosen': p['chosen'], 'rejected': p['rejected']} for p in pairs]
     lf_path = write_json(out/'llamafactory_pairs.json', lf)
     info = write_json(out/'dataset_info.json', {'knowlm_nb_pairs': {'file_name': 'llamafactory_pairs.json', 'ranking': True,
-                                                                     'columns': {'prompt': 'instruction', 'query': 'input', 'response': 'output'}}})
+                                                                     'columns': {'prompt': 'instruction', 'query': 'input', 'chosen': 'chosen', 'rejected': 'rejected'}}})
     return {'trl': trl_path, 'llamafactory': lf_path, 'dataset_info': info}
 
 def read_pairs(path:str|Path  # a JSONL file of `prompt`, `chosen`, `rejected` records
@@ -158,7 +173,7 @@ def read_pairs(path:str|Path  # a JSONL file of `prompt`, `chosen`, `rejected` r
     if not out: raise DataFormatError(f"{p}: no pairs")
     return out
 
-# %% ../nbs/06_dpo.ipynb #976eb24c
+# %% ../nbs/06_dpo.ipynb #184128ab
 @dataclass
 class DPOTrainConfig(SFTConfig):
     "Everything a DPO run depends on: the SFT stage's fields and the preference ones."
@@ -198,7 +213,7 @@ def knowtuning_dpo_recipe(**overrides)->DPOTrainConfig:
 TINY_DPO_RECIPE = dict(model='tiny_sft', n_facts=2, epochs=1, batch_size=8, grad_accum=1, lr=2e-4, beta=0.5, max_len=256, warmup_steps=10,
                        scheduler='linear', lora_r=16, lora_alpha=32, lora_dropout=0.0, loss_weights=[1.0, 1.0], logging_steps=10, seed=0)
 
-# %% ../nbs/06_dpo.ipynb #22c54dea
+# %% ../nbs/06_dpo.ipynb #fb92e9b3
 def tiny_sft_merged_path(world_seed:int=0,  # which toy world
                          context_facts:int=1  # supporting facts before the asked one in the SFT answers
                         )->Path:
@@ -208,12 +223,15 @@ def tiny_sft_merged_path(world_seed:int=0,  # which toy world
 
 def policy_start(cfg:DPOTrainConfig)->str:
     "The model DPO starts from: the merged tiny SFT model, the config's adapter merged into its model (once), or the model itself."
-    if cfg.model == 'tiny_sft': return str(tiny_sft_merged_path(cfg.world_seed))
-    if cfg.adapter:
-        dest = Path(cfg.out)/'sft_merged'
-        if not (dest/'config.json').exists(): merge_adapter(cfg.adapter, dest, base=cfg.model)
-        return str(dest)
-    return cfg.model
+    if cfg.model == 'tiny_sft':
+        if cfg.adapter: raise ConfigError("DPOTrainConfig.adapter needs the adapter's base as model, not 'tiny_sft' (which is merged already)")
+        return str(tiny_sft_merged_path(cfg.world_seed))
+    if not cfg.adapter: return cfg.model
+    a = Path(cfg.adapter)
+    if not (a/'adapter_config.json').is_file(): raise ConfigError(f"DPOTrainConfig.adapter: {a} has no adapter_config.json")
+    stamp = [(f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(a.iterdir()) if f.is_file()]  # a retrained adapter is a new key
+    key = {'model': cfg.model, 'adapter': str(a.resolve()), 'files': stamp, 'version': 1}
+    return str(cached_build('dpo_start', key, lambda d: merge_adapter(a, d/'model', base=cfg.model))/'model')  # locked: one rank merges
 
 def check_reference(policy, ref):
     "Raise `ConfigError` unless `ref` has the policy's architecture, sizes and vocabulary."
@@ -222,20 +240,32 @@ def check_reference(policy, ref):
     keys = ('model_type', 'vocab_size', 'hidden_size', 'num_hidden_layers', 'num_attention_heads')
     diff = [f"{k}: policy {getattr(a, k, None)!r}, reference {getattr(b, k, None)!r}" for k in keys if getattr(a, k, None) != getattr(b, k, None)]
     if diff: raise ConfigError("the reference model does not share the policy's base (" + '; '.join(diff) + ")")
+    ea, eb = getattr(policy, 'get_base_model', lambda: policy)().get_input_embeddings().weight, ref.get_input_embeddings().weight
+    if ea.shape == eb.shape and not torch.equal(ea.detach().float().cpu(), eb.detach().float().cpu()):
+        raise ConfigError("the reference model does not share the policy's base (same shapes, other input embeddings)")
+
+def adds_bos(tokenizer)->bool:
+    "Whether the tokenizer puts BOS in front by itself (Llama's does; the world tokenizer and Qwen's do not)."
+    return tokenizer.bos_token_id is not None and tokenizer('a')['input_ids'][:1] == [tokenizer.bos_token_id]
+
+def model_prompt(pair:dict, tokenizer, template:str='alpaca')->str:
+    "The prompt text as TRL should tokenize it: the chat template around the question for 'chat'; BOS written out only when the tokenizer adds none."
+    prompt = build_prompt(pair.get('question', pair['prompt']), '', tokenizer, 'chat') if template == 'chat' else pair['prompt']
+    bos = tokenizer.bos_token or ''
+    if adds_bos(tokenizer): return prompt[len(bos):] if bos and prompt.startswith(bos) else prompt  # the tokenizer adds it
+    return prompt if template == 'chat' or not bos or prompt.startswith(bos) else bos + prompt
 
 def preference_rows(pairs:list, tokenizer,
-                    max_len:int=512,  # longest prompt + answer in tokens
+                    max_len:int=512,  # longest prompt + answer + EOS in tokens
                     source:str='pairs',  # named in messages
-                    template:str='alpaca'  # 'alpaca' (BOS + the pair's prompt) or 'chat' (the question through the chat template)
+                    template:str='alpaca'  # 'alpaca' (the pair's prompt) or 'chat' (the question, or the prompt as the user turn, through the chat template)
                    )->tuple:
     "TRL rows (`prompt` as the model sees it, `chosen`, `rejected`) of the pairs that fit `max_len`, and a report of those that do not."
-    bos = (tokenizer.bos_token or '') if template == 'alpaca' else ''
     rows, long_ = [], 0
     for p in pairs:
-        prompt = bos + (build_prompt(p['question'], '', tokenizer, 'chat') if template == 'chat' and 'question' in p else p['prompt'])
-        n_prompt = len(tokenizer(prompt, add_special_tokens=False)['input_ids'])
-        n_ans = max(len(tokenizer(p[k], add_special_tokens=False)['input_ids']) for k in ('chosen', 'rejected')) + 1
-        if n_prompt + n_ans > max_len:
+        prompt = model_prompt(p, tokenizer, template)
+        n = max(len(tokenizer(prompt + p[k])['input_ids']) for k in ('chosen', 'rejected')) + 1  # as TRL tokenizes it, EOS added
+        if n > max_len:
             long_ += 1
             continue
         rows.append({'prompt': prompt, 'chosen': p['chosen'], 'rejected': p['rejected']})
@@ -244,7 +274,7 @@ def preference_rows(pairs:list, tokenizer,
     if not rows: raise DataFormatError(f"{source}: none of the {len(pairs)} pairs fits max_len={max_len}")
     return rows, report
 
-# %% ../nbs/06_dpo.ipynb #fe7bbeca
+# %% ../nbs/06_dpo.ipynb #9a3b4026
 def shared_dataset(rows:list,  # the training rows
                    where:Path  # a directory every rank can read (under the run's output)
                   ):
@@ -261,7 +291,10 @@ def shared_dataset(rows:list,  # the training rows
 def dpo_pairs(cfg:DPOTrainConfig)->list:
     "The training pairs of a run: the config's file, or the world's knowledge pairs."
     if cfg.data: return read_pairs(cfg.data)
-    return knowledge_pairs(make_world(seed=cfg.world_seed), ('train',), cfg.n_facts, tuple(cfg.perturbations), seed=cfg.seed)
+    skipped = {}
+    pairs = knowledge_pairs(make_world(seed=cfg.world_seed), ('train',), cfg.n_facts, tuple(cfg.perturbations), seed=cfg.seed, skipped=skipped)
+    for reason, n in skipped.items(): print(f"world {cfg.world_seed} pairs: {n} not made ({reason})")
+    return pairs
 
 def dpo(config:DPOTrainConfig|None=None,  # the recipe
         **overrides  # fields of `DPOTrainConfig` to change (an unknown name is an error)
@@ -293,41 +326,45 @@ def dpo(config:DPOTrainConfig|None=None,  # the recipe
     if cfg.merge and int(os.environ.get('RANK', '0')) == 0: merge_adapter(r.out/'final', r.out/'merged', base=facts['start'])
     return r
 
-# %% ../nbs/06_dpo.ipynb #5fdb9cbd
-def answer_logprobs(model, tokenizer, pairs:list,  # dicts with 'prompt', 'chosen', 'rejected'
-                    batch_size:int=32  # sequences per forward pass
+# %% ../nbs/06_dpo.ipynb #cd9f2c37
+def answer_logprobs(model, tokenizer, pairs:list,  # dicts with 'prompt', 'chosen', 'rejected' (and 'question' for the chat template)
+                    batch_size:int=16,  # sequences per forward pass
+                    template:str='alpaca'  # the prompt template, as in training
                    )->torch.Tensor:
-    "`[n, 2]` summed log-probabilities of the chosen and rejected answers (+ EOS) given BOS + prompt."
+    "`[n, 2]` summed log-probabilities of the chosen and rejected answers (+ EOS) given the prompt, tokenized as TRL does."
     from knowlm_nb.sft import SFTCollator
     seqs = []
     for p in pairs:
-        pr = tokenizer(p['prompt'], add_special_tokens=False)['input_ids']
-        if tokenizer.bos_token_id is not None and pr[:1] != [tokenizer.bos_token_id]: pr = [tokenizer.bos_token_id] + pr  # a chat prompt may carry its own
+        prompt = model_prompt(p, tokenizer, template)  # BOS written out or added by the tokenizer, as TRL sees it
+        pr = tokenizer(prompt)['input_ids']
         for k in ('chosen', 'rejected'):
-            a = tokenizer(p[k], add_special_tokens=False)['input_ids'] + [tokenizer.eos_token_id]
-            seqs.append({'input_ids': pr + a, 'labels': [-100] * len(pr) + a})
+            full = tokenizer(prompt + p[k])['input_ids'] + [tokenizer.eos_token_id]
+            cut = next((i for i, (a, b) in enumerate(zip(pr, full)) if a != b), min(len(pr), len(full)))  # the answer starts where they part
+            seqs.append({'input_ids': full, 'labels': [-100] * cut + full[cut:]})
     col, dev, out = SFTCollator(tokenizer.pad_token_id), next(model.parameters()).device, []
     was = model.training
     model.eval()
     with torch.no_grad():
         for i in range(0, len(seqs), batch_size):
             b = {k: v.to(dev) for k, v in col(seqs[i:i + batch_size]).items()}
-            logits = model(input_ids=b['input_ids'], attention_mask=b['attention_mask']).logits[:, :-1].float()
-            lab = b['labels'][:, 1:]
-            lp = torch.gather(logits.log_softmax(-1), 2, lab.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-            out.append((lp * (lab != -100)).sum(-1).cpu())
+            logits, lab = model(input_ids=b['input_ids'], attention_mask=b['attention_mask']).logits[:, :-1], b['labels'][:, 1:]
+            m = lab != -100
+            lp = torch.zeros(m.shape, device=dev)
+            lp[m] = torch.gather(logits[m].float().log_softmax(-1), 1, lab[m].unsqueeze(-1)).squeeze(-1)  # labelled positions only
+            out.append(lp.sum(-1).cpu())
     model.train(was)
     return torch.cat(out).view(-1, 2)
 
 def preference_accuracy(model, tokenizer, pairs:list,  # held-out pairs with 'perturbation'
                         ref_logprobs:torch.Tensor|None=None,  # `answer_logprobs` of the reference (default: the model with its adapter disabled, if it has one; else the model itself)
-                        beta:float=0.1  # DPO temperature (scales the margins only)
+                        beta:float=0.1,  # DPO temperature (scales the margins only)
+                        template:str='alpaca'  # the prompt template, as in training
                        )->dict:
     "Reward accuracy (implicit margin > 0) and likelihood accuracy (chosen more probable), per perturbation and 'all'."
-    lp = answer_logprobs(model, tokenizer, pairs)
+    lp = answer_logprobs(model, tokenizer, pairs, template=template)
     if ref_logprobs is None:
         if hasattr(model, 'disable_adapter'):
-            with model.disable_adapter(): ref_logprobs = answer_logprobs(model, tokenizer, pairs)
+            with model.disable_adapter(): ref_logprobs = answer_logprobs(model, tokenizer, pairs, template=template)
         else: ref_logprobs = lp
     margin = beta * ((lp[:, 0] - ref_logprobs[:, 0]) - (lp[:, 1] - ref_logprobs[:, 1]))
     res = {}
@@ -337,7 +374,7 @@ def preference_accuracy(model, tokenizer, pairs:list,  # held-out pairs with 'pe
                      'margin': round(float(margin[idx].mean()), 3)}
     return res
 
-# %% ../nbs/06_dpo.ipynb #7b3c7708
+# %% ../nbs/06_dpo.ipynb #2170bb13
 def tiny_dpo_path(world_seed:int=0,  # which toy world
                   **overrides  # fields of `DPOTrainConfig` that differ from `TINY_DPO_RECIPE`
                  )->Path:
@@ -352,7 +389,7 @@ def tiny_dpo(world_seed:int=0, device:str='cpu', **overrides)->tuple:
     from knowlm_nb.sft import load_sft_model
     return load_sft_model(tiny_dpo_path(world_seed, **overrides), str(tiny_sft_merged_path(world_seed)), device=device)
 
-# %% ../nbs/06_dpo.ipynb #6b2e991a
+# %% ../nbs/06_dpo.ipynb #c8db3481
 def dpo_comparison(start, policy, tokenizer, world=None,  # start: the model before DPO (None: the policy with its adapter disabled)
                    beta:float=TINY_DPO_RECIPE['beta'],  # the run's DPO temperature (scales the margins)
                    n_facts:int=TINY_DPO_RECIPE['n_facts'],  # the run's answer shape
@@ -361,11 +398,10 @@ def dpo_comparison(start, policy, tokenizer, world=None,  # start: the model bef
     "Preference rows (per perturbation, before and after) and answer rows (accuracy, fact precision) for the start model and the DPO policy."
     world = world or make_world()
     held, items = knowledge_pairs(world, ('test',), n_facts), sft_eval_items(world, 'test')
-    if template == 'chat': held = [{**p, 'prompt': build_prompt(p['question'], '', tokenizer, 'chat')} for p in held]
     before = policy.disable_adapter if start is None else contextlib.nullcontext
-    with policy.disable_adapter(): ref = answer_logprobs(policy, tokenizer, held)
-    with before(): b = preference_accuracy(start or policy, tokenizer, held, ref if start is None else None, beta)
-    a = preference_accuracy(policy, tokenizer, held, ref, beta)
+    with policy.disable_adapter(): ref = answer_logprobs(policy, tokenizer, held, template=template)
+    with before(): b = preference_accuracy(start or policy, tokenizer, held, ref if start is None else None, beta, template)
+    a = preference_accuracy(policy, tokenizer, held, ref, beta, template)
     pref = [{'perturbation': k, 'pairs': sum(k in ('all', p['perturbation']) for p in held), 'reward acc before': b[k]['reward_acc'],
              'reward acc after': a[k]['reward_acc'], 'likelihood acc before': b[k]['likelihood_acc'], 'likelihood acc after': a[k]['likelihood_acc'],
              'mean margin after': a[k]['margin']} for k in a]
@@ -413,7 +449,7 @@ def plot_preference(pref_rows:list, title:str='held-out preference accuracy'):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/06_dpo.ipynb #51591de4
+# %% ../nbs/06_dpo.ipynb #a29fd5cb
 def _mark(text, sentence):
     import html
     t = html.escape(text).replace('\n', '<br>')
@@ -444,7 +480,7 @@ def dpo_demo(policy=None, tokenizer=None, pairs:list|None=None):
     show()
     return W.VBox([pick, out])
 
-# %% ../nbs/06_dpo.ipynb #05f5d283
+# %% ../nbs/06_dpo.ipynb #7e81d3cf
 def _run_dpo(cfg:DPOTrainConfig):
     "Train, then print one line of summary (on rank 0)."
     r = dpo(cfg)

@@ -50,6 +50,8 @@ def test_pairs_are_deterministic_and_checked_for_any_seed(world, seed, n_facts, 
     if p['perturbation'] == 'off_topic': assert all(true(t) for t in r) and r[-1][1] != c[-1][1]  # true, but not what was asked
     for other in set(PERTURBATIONS) - {p['perturbation']}:  # and it is no other perturbation
         with pytest.raises(ValueError): check_pair(world, {**p, 'perturbation': other})
+    with pytest.raises(ValueError): check_pair(world, {**p, 'chosen': p['rejected'], 'rejected': p['chosen']})  # nor the pair swapped
+    with pytest.raises(ValueError): check_pair(world, {**p, 'fact_id': 'f_none'})  # nor about another question
 
 def test_tiny_dpo_moves_every_preference_without_costing_answers(world):
     policy, tok = tiny_dpo()
