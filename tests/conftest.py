@@ -33,10 +33,21 @@ def _kill_then_resume(cmd:list, out:Path, kill_at:int, env:dict, timeout:int=900
     killed_at = int(last_checkpoint(out).name.split('-')[1])
     return killed_at, subprocess.run([*cmd, '--out', str(out), '--resume'], capture_output=True, text=True, env=env, timeout=timeout)
 
+def _full_and_resumed(cmd:list, tmp_path:Path, kill_at:int, max_steps:int, env:dict)->tuple:
+    "Run `cmd` to the end in `full/`; run it again in `cut/`, SIGKILL it at a checkpoint >= `kill_at`, resume; return both run directories."
+    import json, subprocess
+    r = subprocess.run([*cmd, '--out', str(tmp_path/'full')], capture_output=True, text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    killed_at, r = _kill_then_resume(cmd, tmp_path/'cut', kill_at, env)
+    assert kill_at <= killed_at < max_steps
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((tmp_path/'cut'/'run.json').read_text())['resumed_from']
+    return tmp_path/'full', tmp_path/'cut'
+
 @pytest.fixture
-def kill_then_resume():
-    "The kill -9 / resume driver shared by the training stages' exact-resume tests."
-    return _kill_then_resume
+def full_and_resumed():
+    "The uninterrupted run and the killed-then-resumed one, for the training stages' exact-resume tests."
+    return _full_and_resumed
 
 @pytest.fixture
 def free_port():

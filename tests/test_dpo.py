@@ -106,18 +106,12 @@ def _adapter(run_dir):
     return load_file(str(Path(run_dir)/'final'/'adapter_model.safetensors'))
 
 @pytest.mark.slow
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, small_base, world, kill_then_resume):
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, small_base, world, full_and_resumed):
     files = write_pairs(tmp_path/'pairs', knowledge_pairs(world, n_facts=2)[:400])
     args = ['dpo', '--model', small_base, '--data', str(files['trl']), '--max-steps', '40', '--save-steps', '5', '--logging-steps', '1',
             '--batch-size', '4', '--grad-accum', '1', '--lr', '1e-3', '--warmup-steps', '2', '--max-len', '256', '--seed', '0']
-    env = {**os.environ, 'KNOWLM_NB_DEVICE': 'cpu'}
-    r = subprocess.run([str(BIN/'knowlm-nb'), *args, '--out', str(tmp_path/'full')], capture_output=True, text=True, env=env, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    killed_at, r = kill_then_resume([str(BIN/'knowlm-nb'), *args], tmp_path/'cut', 10, env)
-    assert 10 <= killed_at < 40
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert json.loads((tmp_path/'cut'/'run.json').read_text())['resumed_from']
-    a, b = _adapter(tmp_path/'full'), _adapter(tmp_path/'cut')
+    full, cut = full_and_resumed([str(BIN/'knowlm-nb'), *args], tmp_path, 10, 40, {**os.environ, 'KNOWLM_NB_DEVICE': 'cpu'})
+    a, b = _adapter(full), _adapter(cut)
     assert a.keys() == b.keys() and max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
 
 @pytest.mark.slow

@@ -98,17 +98,12 @@ def _weights(run_dir):
     return load_file(str(Path(run_dir)/'final'/'model.safetensors'))
 
 @pytest.mark.parametrize('batching', [[], ['--packing', '--no-group-by-length']], ids=['grouped-by-length', 'packed-random'])
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, batching, kill_then_resume):
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, batching, full_and_resumed):
     args = ['pretrain', '--hidden-size', '32', '--n-layers', '2', '--doc-repeats', '1', '--max-len', '128', '--lr', '3e-3', '--warmup-steps', '5',
             '--max-steps', '160', '--save-steps', '20', '--logging-steps', '1', '--seed', '0', '--batch-size', '8', *batching]
-    env = {**os.environ, 'KNOWLM_NB_DEVICE': 'cpu'}
-    r = subprocess.run([str(BIN/'knowlm-nb'), *args, '--out', str(tmp_path/'full')], capture_output=True, text=True, env=env, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    killed_at, r = kill_then_resume([str(BIN/'knowlm-nb'), *args], tmp_path/'cut', 40, env)
-    assert 40 <= killed_at < 160
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert abs(_final_loss(tmp_path/'full') - _final_loss(tmp_path/'cut')) < 1e-4
-    wa, wb = _weights(tmp_path/'full'), _weights(tmp_path/'cut')
+    full, cut = full_and_resumed([str(BIN/'knowlm-nb'), *args], tmp_path, 40, 160, {**os.environ, 'KNOWLM_NB_DEVICE': 'cpu'})
+    assert abs(_final_loss(full) - _final_loss(cut)) < 1e-4
+    wa, wb = _weights(full), _weights(cut)
     assert max(float((wa[k] - wb[k]).abs().max()) for k in wa) < 1e-4
 
 def test_tokenizer_larger_than_embedding(tmp_path):

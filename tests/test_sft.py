@@ -75,17 +75,11 @@ def _adapter(run_dir):
     from safetensors.torch import load_file
     return load_file(str(Path(run_dir)/'final'/'adapter_model.safetensors'))
 
-def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, small_base, kill_then_resume):
+def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, small_base, full_and_resumed):
     args = ['sft', '--model', small_base, '--max-steps', '80', '--save-steps', '10', '--logging-steps', '1', '--batch-size', '8',
             '--grad-accum', '1', '--lr', '3e-3', '--warmup-steps', '5', '--max-len', '256', '--seed', '0']
-    env = {**os.environ, 'KNOWLM_NB_DEVICE': 'cpu'}
-    r = subprocess.run([str(BIN/'knowlm-nb'), *args, '--out', str(tmp_path/'full')], capture_output=True, text=True, env=env, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    killed_at, r = kill_then_resume([str(BIN/'knowlm-nb'), *args], tmp_path/'cut', 20, env)
-    assert 20 <= killed_at < 80
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert json.loads((tmp_path/'cut'/'run.json').read_text())['resumed_from']
-    a, b = _adapter(tmp_path/'full'), _adapter(tmp_path/'cut')
+    full, cut = full_and_resumed([str(BIN/'knowlm-nb'), *args], tmp_path, 20, 80, {**os.environ, 'KNOWLM_NB_DEVICE': 'cpu'})
+    a, b = _adapter(full), _adapter(cut)
     assert a.keys() == b.keys() and max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
 
 def _cli(args, tmp_path, extra_env=None):
