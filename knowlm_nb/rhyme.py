@@ -14,19 +14,20 @@ __all__ = ['SECTIONS', 'ZH_DIGITS', 'GROUP_ALIASES', 'SUPPLEMENT_VARIANTS', 'SUP
            'nian_dui_break', 'fit_line', 'line_bits', 'fit_line_fast', 'fit_table', 'word_classes', 'line_classes',
            'couplet_parallelism', 'clear_caches', 'PoemScore', 'resolve_group', 'score_length', 'poem_tone_codes',
            'rhyme_marks', 'score_rhymes', 'couplet_rescues', 'best_template', 'score_antithesis', 'reward_gate',
-           'score_poem', 'plot_grid', 'parse_prompt', 'extract_poem', 'score_completions', 'rhyme_reward', 'load_poems',
-           'is_regular_shape', 'evaluate_poems', 'find_poetry_dir', 'evaluate_corpus', 'plot_score_hist', 'cli_rhyme',
-           'pipeline_rhyme', 'rhyme_demo']
+           'score_poem', 'plot_grid', 'parse_prompt', 'extract_poem', 'score_completions', 'rhyme_reward',
+           'decode_poem_bytes', 'load_poems', 'is_regular_shape', 'evaluate_poems', 'find_poetry_dir', 'corpus_sources',
+           'evaluate_corpus', 'embedded_tangshi300', 'quantangshi_manifest', 'quantangshi_dir', 'fetch_quantangshi',
+           'fetched_quantangshi', 'plot_score_hist', 'cli_rhyme', 'pipeline_rhyme', 'rhyme_demo']
 
-# %% ../nbs/10_rhyme.ipynb #88f34b32
+# %% ../nbs/10_rhyme.ipynb #5bd1cf68
 import re, json, time, argparse, unicodedata, importlib.util, statistics
 from dataclasses import dataclass, field, asdict
 from functools import lru_cache
 from pathlib import Path
-from .core import (system_exit_code, iter_jsonl, iter_text_blocks, read_json, write_json, write_jsonl, DataFormatError, InputError, use_cjk_font,
+from .core import (system_exit_code, read_json, write_json, write_jsonl, DataFormatError, InputError, use_cjk_font, knowlm_home, atomic_write,
                             run_command)
 
-# %% ../nbs/10_rhyme.ipynb #dd2415e9
+# %% ../nbs/10_rhyme.ipynb #5dab8a30
 SECTIONS = (('上平聲部', '上平', '平'), ('下平聲部', '下平', '平'), ('上聲部', '上声', '上'), ('去聲部', '去声', '去'), ('入聲部', '入声', '入'))
 ZH_DIGITS = dict(zip('〇零一二三四五六七八九', (0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9)))
 
@@ -64,7 +65,7 @@ def _zh(n:int)->str:
     d = '〇一二三四五六七八九'
     return d[n] if n < 10 else (('' if n < 20 else d[n//10]) + '十' + (d[n % 10] if n % 10 else ''))
 
-# %% ../nbs/10_rhyme.ipynb #e64ce72b
+# %% ../nbs/10_rhyme.ipynb #dffd2289
 GROUP_ALIASES = {'筱': '筿', '篠': '筿', '俭': '琰', '儉': '琰', '箇': '个', '個': '个', '豔': '艳', '艷': '艳'}
 
 def _pingshui_data_path()->Path:
@@ -83,7 +84,7 @@ def to_simplified(text:str  # Chinese text in any script
     "Convert `text` to simplified characters with OpenCC `t2s`."
     return _t2s().convert(text) if text else text
 
-# %% ../nbs/10_rhyme.ipynb #c4f36961
+# %% ../nbs/10_rhyme.ipynb #e5c2cff9
 SUPPLEMENT_VARIANTS = {  # variant form -> standard form (in the dependency's table) whose readings it shares
     '劒': '劍', '劔': '劍', '猨': '猿', '疎': '疏', '廻': '回', '迴': '回', '壻': '婿', '隣': '鄰', '棃': '梨', '筯': '箸',
     '鏁': '鎖', '簷': '檐', '秪': '祇', '斾': '旆', '緜': '綿', '飜': '翻', '鬬': '鬥', '徴': '徵', '隠': '隱', '衞': '衛',
@@ -102,7 +103,7 @@ SUPPLEMENT_GROUP_NAMES = {  # character -> groups the table leaves out although 
     '先': '先',  # the dependency lists 先 only under 去声十七霰, so every poem rhyming on 先 in 下平一先 failed
 }
 
-# %% ../nbs/10_rhyme.ipynb #f88f2235
+# %% ../nbs/10_rhyme.ipynb #92936cfc
 class PingshuiTable:
     "The 平水韵: its 106 groups and, per character, the set of groups it can be read in."
     def __init__(self, groups:list,  # the 106 `RhymeGroup`s in order
@@ -194,13 +195,13 @@ def pingshui_table(supplement:bool=True  # add the documented supplement (varian
     tab.simplify_trans = {ord(t): s for t, s in simplify.items() if s != t}  # for `str.translate`
     return tab
 
-# %% ../nbs/10_rhyme.ipynb #4c014f81
+# %% ../nbs/10_rhyme.ipynb #9dabc4b3
 def table_gaps(table:PingshuiTable  # a 平水韵 table
               )->list:
     "Groups whose name character (simplified or traditional) the table does not list in that group: [(group label, character)]."
     return [(g.label, n) for g in table.groups for n in sorted({g.name, g.trad}) if g.idx not in table.readings.get(n, ())]
 
-# %% ../nbs/10_rhyme.ipynb #acea078c
+# %% ../nbs/10_rhyme.ipynb #5b6f6c29
 _HAN = '\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f'
 _RESTORED = re.compile(rf'\[([{_HAN}□]{{1,4}})\]')  # [玄]: a restored or taboo-avoided character, kept
 _NOTE = re.compile(r'[(（\[【〔][^()（）\[\]【】〔〕]*[)）\]】〕]')  # (一作…): a variant note, dropped
@@ -255,7 +256,7 @@ def split_lines(poem,  # the poem: a string, or a list of lines / couplets (chin
         if c: lines = [s[i:i+c] for i in range(0, n, c)]
     return lines
 
-# %% ../nbs/10_rhyme.ipynb #8ec21097
+# %% ../nbs/10_rhyme.ipynb #6620dbb8
 FORMS = {'五绝': (4, 5), '七绝': (4, 7), '五律': (8, 5), '七律': (8, 7), '五排': (0, 5), '七排': (0, 7)}  # form -> (lines, chars per line); 0 = any even number >= 10
 _FORM_RE = re.compile(r'([五七5-7])(?:言|字)?\s*(絕句|绝句|絕|绝|律詩|律诗|律|排律)')
 
@@ -287,7 +288,7 @@ def form_shape(form:str, n_lines:int)->tuple:
     if N == 0: N = max(10, n_lines + (n_lines % 2))
     return N, C
 
-# %% ../nbs/10_rhyme.ipynb #cc632110
+# %% ../nbs/10_rhyme.ipynb #5562aee0
 PING, ZE = 1, 2  # tone masks: a character's mask is 1 (平), 2 (仄), 3 (has both readings) or 0 (unknown)
 _CORE = {(ZE, ZE): (2, 2, 1, 1, 2), (ZE, PING): (2, 2, 2, 1, 1), (PING, ZE): (1, 1, 1, 2, 2), (PING, PING): (1, 1, 2, 2, 1)}
 
@@ -318,11 +319,11 @@ def tone_templates(chars:int,  # 5 or 7
 
 def show_pattern(pat)->str: return ''.join('?平仄'[t] for t in pat)
 
-# %% ../nbs/10_rhyme.ipynb #b34c5559
+# %% ../nbs/10_rhyme.ipynb #39d102e6
 _FREE = {5: (0, 2), 7: (0, 2, 4)}  # 0-based free positions under 一三五不论 (the last is never free)
 CORE_A, CORE_B, CORE_C, CORE_D = (ZE, ZE, PING, PING, ZE), (PING, PING, ZE, ZE, PING), (PING, PING, PING, ZE, ZE), (ZE, ZE, ZE, PING, PING)
 
-# %% ../nbs/10_rhyme.ipynb #e6fd2b3e
+# %% ../nbs/10_rhyme.ipynb #ed3a66e1
 def guping(core:list,  # tone masks of the line's last five characters
            pat:tuple  # the template's core (one of CORE_A-D)
           )->str|None:
@@ -330,14 +331,14 @@ def guping(core:list,  # tone masks of the line's last five characters
     if pat != CORE_B or core[0] != ZE: return None
     return '孤平自救' if core[2] & PING else '孤平'
 
-# %% ../nbs/10_rhyme.ipynb #8a101078
+# %% ../nbs/10_rhyme.ipynb #fad4adad
 def sanpingwei(core:list,  # tone masks of the line's last five characters
                pat:tuple  # the template's core
               )->bool:
     "True when a D line ends on three characters that can only be 平 (三平尾)."
     return pat == CORE_D and core[2] == PING and core[3] & PING != 0 and core[4] & PING != 0
 
-# %% ../nbs/10_rhyme.ipynb #e5a3b4ce
+# %% ../nbs/10_rhyme.ipynb #0abb0041
 def special_form(core:list,  # tone masks of the line's last five characters
                  pat:tuple  # the template's core
                 )->bool:
@@ -345,17 +346,17 @@ def special_form(core:list,  # tone masks of the line's last five characters
     return (pat == CORE_C and not core[3] & ZE and core[0] & PING != 0 and core[1] & PING != 0 and core[2] & ZE != 0
             and core[3] & PING != 0 and core[4] & ZE != 0)
 
-# %% ../nbs/10_rhyme.ipynb #d22a1992
+# %% ../nbs/10_rhyme.ipynb #9bd1dde0
 def rescued_in_couplet(core_a:list,  # tone masks of the first line's core (an A line)
                        core_b:list,  # tone masks of the second line's core (a B line)
                        pat_a:tuple,  # the template's core of the first line
                        pat_b:tuple  # the template's core of the second line
                       )->bool|None:
-    "None when the first line has no 拗 at its core's fourth character; else whether the next line rescues it (对句相救)."
-    if pat_a != CORE_A or pat_b != CORE_B or len(core_a) < 5 or core_a[3] != ZE: return None
-    return len(core_b) >= 5 and core_b[2] & PING != 0
+    "None when the first line has no 拗 at its core's fourth character; else whether the next line, a B line, rescues it (对句相救)."
+    if pat_a != CORE_A or len(core_a) < 5 or core_a[3] != ZE: return None
+    return pat_b == CORE_B and len(core_b) >= 5 and core_b[2] & PING != 0
 
-# %% ../nbs/10_rhyme.ipynb #58268c09
+# %% ../nbs/10_rhyme.ipynb #1d5dfa1f
 def nian_dui_break(prev:list,  # tone masks of the line before
                    line:list,  # tone masks of this line
                    i:int  # this line's 0-based index in the poem
@@ -366,7 +367,7 @@ def nian_dui_break(prev:list,  # tone masks of the line before
     if i % 2 == 1: return '失对' if a == b else None
     return '失粘' if a != b else None
 
-# %% ../nbs/10_rhyme.ipynb #fe28e065
+# %% ../nbs/10_rhyme.ipynb #caba33b3
 def fit_line(masks:list,  # tone masks of the line's characters
              pat:tuple,  # the template line (PING/ZE per position)
              loose:bool=True,  # apply 一三五不论 (with the 孤平 and 三平尾 checks)
@@ -407,7 +408,7 @@ def fit_line(masks:list,  # tone masks of the line's characters
                 if verdicts: cells[q+2] = ('bad', '三平尾')
     return ok, tot, cells
 
-# %% ../nbs/10_rhyme.ipynb #9c61600b
+# %% ../nbs/10_rhyme.ipynb #f7efb5f1
 @lru_cache(None)
 def _pat_bits(pat:tuple, loose:bool)->tuple:
     C = len(pat)
@@ -463,7 +464,7 @@ def _template_kinds(C:int, N:int, rtone:int)->tuple:
     kinds = [line_pattern(C, s, e) for s, e in _LINE_KINDS]
     return tuple((name, pats, tuple(kinds.index(p) for p in pats)) for name, pats in tone_templates(C, N, rtone).items())
 
-# %% ../nbs/10_rhyme.ipynb #1d2a9509
+# %% ../nbs/10_rhyme.ipynb #a88f17a8
 _COARSE = {'n': 'N', 's': 'N', 'f': 'N', 't': 'N', 'i': 'N', 'l': 'N', 'j': 'N', 'g': 'N', 'v': 'P', 'a': 'P', 'z': 'P', 'b': 'P',
            'm': 'M', 'q': 'M', 'r': 'R', 'd': 'D', 'p': 'X', 'c': 'X', 'u': 'X', 'y': 'X', 'e': 'X', 'o': 'X', 'h': 'X', 'k': 'X'}
 CLASS_OVERRIDES = {'月': 'N'}
@@ -512,13 +513,13 @@ def couplet_parallelism(a:str, b:str  # the two lines of a couplet
     def dup(s, i): return (i > 0 and s[i] == s[i-1]) or (i + 1 < len(s) and s[i] == s[i+1])
     return sum(1 for i in range(m) if a[i] != b[i] and ((ca[i] == cb[i] != '?') or (dup(a, i) and dup(b, i)))) / n
 
-# %% ../nbs/10_rhyme.ipynb #dcb3ec27
+# %% ../nbs/10_rhyme.ipynb #7d7eb75f
 def clear_caches():
     "Forget the per-line work cached while scoring (benchmarks call this between timed runs so that each is a cold pass)."
     _line_fits.cache_clear()
     line_classes.cache_clear()
 
-# %% ../nbs/10_rhyme.ipynb #a63b49fc
+# %% ../nbs/10_rhyme.ipynb #d52c8cf8
 WEIGHTS = {'tones': 0.4, 'rhymes': 0.3, 'antithesis': 0.2, 'length': 0.1}  # the model card's weights
 
 @dataclass
@@ -535,6 +536,8 @@ class PoemScore:
     lines:list=field(default_factory=list)  # the poem's lines as read
     reasons:list=field(default_factory=list)  # why points were lost, or what was assumed
     grid:list|None=None  # per-character diagnostics (with `detail=True`)
+    faults:list|None=None  # each flagged character with the rule it breaks: {'line', 'pos' (1-based), 'char', 'rule'} (with `detail=True`)
+    gate:float|None=None  # reward mode: the factor (shape x repetition) every score was multiplied by
     def as_dict(self)->dict: return asdict(self)
 
 def resolve_group(name,  # a group: 1-106, '东', '一东', '上平一东', '上平声一东韵', '東', '下平七阳' ...
@@ -568,7 +571,7 @@ def resolve_group(name,  # a group: 1-106, '东', '一东', '上平一东', '上
     if not cands: return None
     return min(cands, key=lambda i: (T.by_idx[i].tone != '平', i))
 
-# %% ../nbs/10_rhyme.ipynb #f9d44a3b
+# %% ../nbs/10_rhyme.ipynb #a954d715
 def score_length(lines:list,  # the poem's lines
                  form:str|None,  # the form asked for, e.g. '五律' or '五言律诗' (None: the form nearest the poem's shape)
                  reasons:list  # filled in place with why points were lost
@@ -585,7 +588,7 @@ def score_length(lines:list,  # the poem's lines
     if good < min(n, N): reasons.append(f"lines of {sorted({len(l) for l in lines})} characters, a {fkey} has {C} per line")
     return fkey, N, C, length
 
-# %% ../nbs/10_rhyme.ipynb #9b112f71
+# %% ../nbs/10_rhyme.ipynb #a68c9c0b
 def poem_tone_codes(lines:list,  # the poem's lines
                     n_lines:int,  # N: how many lines the form has (codes are made for the first N)
                     table:PingshuiTable,  # the 平水韵 table
@@ -606,7 +609,7 @@ def poem_tone_codes(lines:list,  # the poem's lines
     if unknown: reasons.append(f"characters missing from the 平水韵 table: {''.join(unknown[:10])}")
     return coded.split('\n')[:n_lines] if not missing else [''.join('0123'[table.mask.get(c, 0)] for c in l) for l in lines[:n_lines]]
 
-# %% ../nbs/10_rhyme.ipynb #54ca53c5
+# %% ../nbs/10_rhyme.ipynb #3b4521ef
 def _rhyme_choice(ends:list, first:str|None, table:PingshuiTable, group:int|None):
     "Pick the rhyme group: the requested one, or the one most rhyme positions share (ties: 平 groups first)."
     if group is not None: return group
@@ -669,7 +672,7 @@ def score_rhymes(body:list,  # the poem's first N lines
     if table.by_idx[gidx].tone != '平': reasons.append(f"仄韵: rhymes in the oblique group {table.by_idx[gidx].label}")
     return gidx, (100.0 * (hits + first_hit) / slots if slots else 0.0), marks
 
-# %% ../nbs/10_rhyme.ipynb #48c9a51a
+# %% ../nbs/10_rhyme.ipynb #cd26a408
 _CORE_KIND = {5: (3, 0), 7: (1, 2)}  # indices into `_LINE_KINDS` of the template lines whose core is A and B
 
 def couplet_rescues(codes:list,  # tone codes of the poem's lines
@@ -707,7 +710,7 @@ def best_template(codes:list,  # the tone code of each of the poem's first N lin
         if best is None or sc > best[0]: best = (sc, name, pats)
     return 100.0 * best[0], best[1], best[2]
 
-# %% ../nbs/10_rhyme.ipynb #b75d928b
+# %% ../nbs/10_rhyme.ipynb #c485991e
 _OPP_POS = {C: tuple(sorted({p for p in (1, 3, 5, C - 1) if p < C})) for C in (5, 7)}  # positions checked for tone opposition
 _OPPOSED = {a: {b: bool((int(a) & PING and int(b) & ZE) or (int(a) & ZE and int(b) & PING)) for b in '0123'} for a in '0123'}  # tone codes that can be opposed
 
@@ -740,7 +743,7 @@ def score_antithesis(body:list,  # the poem's first N lines
     if weak: reasons.append(f"weak antithesis in couplet(s) {', '.join(weak)}")
     return 100.0 * sum(vals) / len(vals) if vals else 0.0
 
-# %% ../nbs/10_rhyme.ipynb #f86ebdf9
+# %% ../nbs/10_rhyme.ipynb #9af5c379
 def reward_gate(lines:list,  # the poem's lines
                 n_lines:int,  # N: lines of the asked form
                 chars:int  # C: characters per line of the asked form
@@ -756,7 +759,7 @@ def reward_gate(lines:list,  # the poem's lines
     if rep < 1: why.append(f"reward mode: {len(set(text))} distinct characters of {len(text)}, {len(set(lines))} distinct lines of {n}: x{rep:.2f}")
     return shape * rep, why
 
-# %% ../nbs/10_rhyme.ipynb #5776601d
+# %% ../nbs/10_rhyme.ipynb #b83110fc
 def score_poem(poem,  # the poem: text (any script, punctuation optional) or a list of lines
                form:str|None=None,  # '五绝', '七律', '五言律诗' ...; None: the form the poem's shape is closest to
                group=None,  # the rhyme group asked for ('东', '上平一东', 1 ...); None: the majority group
@@ -786,7 +789,7 @@ def score_poem(poem,  # the poem: text (any script, punctuation optional) or a l
     gidx, res.rhymes, marks = score_rhymes(body, N, group, T, reasons)
     if gidx is not None: res.group = T.labels[gidx]
     rtone = ZE if gidx is not None and T.by_idx[gidx].tone != '平' else PING
-    first_rhymes = 0 in marks or (gidx is not None and codes[0][-1:] == str(rtone))  # in the group, or in the rhyme's tone
+    first_rhymes = 0 in marks  # the first line rhymes when its last character is in the group
     res.tones, res.template, pats = best_template(codes, C, N, rtone, loose, first_rhymes)
     res.antithesis = score_antithesis(body, codes, N, C, res.form, reasons) if antithesis else None
     if reward:
@@ -803,10 +806,11 @@ def _grid(body, masks, pats, loose, T, marks, C, rtone)->tuple:
     "Per-character diagnostics (expected and actual tone, verdict, rule, rhyme mark) and the list of named faults."
     rows = [fit_line(masks[i], pat, loose, verdicts=True)[2] for i, pat in enumerate(pats) if i < len(body)]
     q = C - 5
-    if C in _CORE_KIND and rtone == PING:  # 对句相救, or 拗而未救
-        for i in range(0, len(rows), 2):
-            if len(masks[i]) < C or i + 1 >= len(pats): continue
-            r = rescued_in_couplet(masks[i][q:C], masks[i+1][q:C] if i + 1 < len(rows) else [], pats[i][q:], pats[i+1][q:])
+    if C in _CORE_KIND:  # 对句相救, or 拗而未救 (an A line that ends a couplet, as in 仄韵 poems, has no next line to rescue it)
+        for i in range(len(rows)):
+            if len(masks[i]) < C: continue
+            nxt = i % 2 == 0 and i + 1 < len(pats)
+            r = rescued_in_couplet(masks[i][q:C], masks[i+1][q:C] if nxt and i + 1 < len(rows) else [], pats[i][q:], pats[i+1][q:] if nxt else None)
             if r is None: continue
             rows[i][C-2] = ('ok', '对句相救') if r else ('bad', '拗而未救')
             if r and rows[i+1][C-3][1] is None: rows[i+1][C-3] = (rows[i+1][C-3][0], '对句相救')
@@ -833,7 +837,7 @@ def _grid(body, masks, pats, loose, T, marks, C, rtone)->tuple:
         grid.append(row)
     return grid, faults
 
-# %% ../nbs/10_rhyme.ipynb #e527b393
+# %% ../nbs/10_rhyme.ipynb #209ea5bc
 _COLOURS = {'ok': '#9fd8a4', 'free': '#dddddd', 'bad': '#f08a8a', '孤平': '#e0556a', '三平尾': '#e0556a', 'unknown': '#f5d36b', 'missing': '#ffffff', 'extra': '#ffffff'}
 
 def plot_grid(result:PoemScore,  # a result of `score_poem(..., detail=True)`
@@ -860,7 +864,7 @@ def plot_grid(result:PoemScore,  # a result of `score_poem(..., detail=True)`
     ax.set_title(f"{result.form} {result.template or ''} {result.group or ''}  tones {result.tones:.0f} rhymes {result.rhymes:.0f}", fontsize=9)
     return ax.figure
 
-# %% ../nbs/10_rhyme.ipynb #3006ebb7
+# %% ../nbs/10_rhyme.ipynb #03b62b83
 _TITLE_RE = re.compile(r"以\s*[《「『'\"“‘]([^》」』'\"”’]{1,20})[》」』'\"”’]\s*[为為]?[题題]|[题題][为為]\s*[《「『'\"“‘]?([^》」』'\"”’，,。]{1,20})|[题題]目[:：]\s*[《「『'\"“‘]?([^》」』'\"”’，,。]{1,20})")
 _GROUP_RE = re.compile(r"(?:押|用)\s*(?:平水韵|平水韻)?\s*(?:的)?\s*[《「『'\"“‘]?([上下入去]?[平声聲]{0,2}[〇零一二三四五六七八九十\d]*[\u4e00-\u9fff])[》」』'\"”’]?\s*(?:韵|韻|部)")
 
@@ -882,23 +886,25 @@ def parse_prompt(prompt  # the instruction: a string or a conversational list of
             break
     return out
 
-# %% ../nbs/10_rhyme.ipynb #88d844dd
+# %% ../nbs/10_rhyme.ipynb #8f6fe422
 _ANSWER_RE = re.compile(r'<answer>(.*?)(?:</answer>|$)', re.S)
 _THINK_RE = re.compile(r'<think>.*?</think>', re.S)
 
 def extract_poem(completion  # a string, or a conversational list of {'role', 'content'} messages
                 )->str:
-    "The poem inside `<answer>...</answer>`, else the completion without its `<think>` part."
+    "The poem inside `<answer>...</answer>`; else the text after `</think>`; '' inside an unclosed `<think>`."
     if isinstance(completion, (list, tuple)):
         msgs = [m for m in completion if isinstance(m, dict)]
         asst = [m for m in msgs if m.get('role') == 'assistant'] or msgs
         completion = asst[-1].get('content', '') if asst else ''
     if not isinstance(completion, str): return ''
     m = _ANSWER_RE.search(completion)
-    return m.group(1).strip() if m else _THINK_RE.sub('', completion).strip()
+    if m: return m.group(1).strip()
+    if '</think>' in completion: return completion.rsplit('</think>', 1)[1].strip()
+    return '' if '<think>' in completion else completion.strip()
 
-def score_completions(prompts, completions, **kwargs)->list:
-    "`PoemScore` of each completion against the constraints of its prompt (or of the `form`/`rhyme_group` columns)."
+def score_completions(prompts, completions, reward:bool=True, **kwargs)->list:
+    "`PoemScore` of each completion against the constraints of its prompt (or of the `form`/`rhyme_group` columns), in reward mode by default."
     n = len(completions)
     prompts = list(prompts) if prompts is not None else [None]*n
     forms, groups = kwargs.get('form'), kwargs.get('rhyme_group')
@@ -907,7 +913,7 @@ def score_completions(prompts, completions, **kwargs)->list:
         ask = parse_prompt(prompts[k] if k < len(prompts) else None)
         form = forms[k] if forms is not None and k < len(forms) and forms[k] else ask['form']
         group = groups[k] if groups is not None and k < len(groups) and groups[k] else ask['group']
-        out.append(score_poem(extract_poem(comp), form=form, group=group))
+        out.append(score_poem(extract_poem(comp), form=form, group=group, reward=reward))
     return out
 
 def rhyme_reward(prompts, completions, **kwargs)->list[float]:
@@ -925,7 +931,7 @@ def _dimension_reward(dim):
 tones_reward, rhymes_reward, antithesis_reward, length_reward = (_dimension_reward(d) for d in ('tones', 'rhymes', 'antithesis', 'length'))
 RHYME_REWARDS = [tones_reward, rhymes_reward, antithesis_reward, length_reward]  # pass with reward_weights=[0.4, 0.3, 0.2, 0.1] to weight them as the card does
 
-# %% ../nbs/10_rhyme.ipynb #3a7e4d1b
+# %% ../nbs/10_rhyme.ipynb #5ee94bc5
 _TAG_FORMS = ('五言绝句', '七言绝句', '五言律诗', '七言律诗', '五言絕句', '七言絕句', '五言律詩', '七言律詩', '五言排律', '七言排律')
 
 def _record_poem(rec, where:str)->dict:
@@ -939,26 +945,66 @@ def _record_poem(rec, where:str)->dict:
     form = next((parse_form(t) for t in ([rec.get('type')] if rec.get('type') else []) + list(tags) if isinstance(t, str) and t in _TAG_FORMS), None)
     return {'title': rec.get('title') or rec.get('chapter') or '', 'author': rec.get('author') or '', 'paragraphs': pars, 'form': form}
 
-def load_poems(path:str|Path  # a chinese-poetry JSON file (a list of poems, or the 蒙学 layout), a JSONL file, or plain text
-              )->list[dict]:
-    "Read poems as [{'title', 'author', 'paragraphs', 'form'}]; a malformed record raises `DataFormatError` naming file and record."
-    path = Path(path)
-    if path.suffix == '.jsonl':
-        return [_record_poem(r, f"{path}:{i}") for i, r in iter_jsonl(path, numbered=True)]
-    if path.suffix == '.json':
-        data = read_json(path)
+def decode_poem_bytes(data:bytes,  # the file's bytes
+                      where:str,  # the file name (or '<stdin>') for messages
+                      encoding:str|None=None  # the encoding to use; None: detect
+                     )->tuple:
+    "Decode poem text: the named encoding, else a BOM, UTF-8, or whichever of GB18030 and Big5 decodes to more characters of the 平水韵 table: `(text, encoding)`."
+    if encoding:
+        try: return data.decode(encoding), encoding
+        except LookupError: raise InputError(f"unknown encoding {encoding!r}: e.g. utf-8, gb18030, big5, utf-16") from None
+        except UnicodeDecodeError as e: raise DataFormatError(f"{where}: not {encoding} (byte offset {e.start}: {e.reason})") from None
+    for bom, enc in ((b'\xef\xbb\xbf', 'utf-8-sig'), (b'\xff\xfe', 'utf-16'), (b'\xfe\xff', 'utf-16')):
+        if data.startswith(bom):
+            try: return data.decode(enc), enc
+            except UnicodeDecodeError as e: raise DataFormatError(f"{where}: starts with a {enc} mark but is not {enc} (byte offset {e.start})") from None
+    try: return data.decode('utf-8'), 'utf-8'
+    except UnicodeDecodeError as e: first = e
+    known = pingshui_table().mask
+    cands = []
+    for enc in ('gb18030', 'big5'):
+        try: text = data.decode(enc)
+        except UnicodeDecodeError: continue
+        cands.append((sum(1 for c in text if c in known), enc, text))
+    if not cands: raise DataFormatError(f"{where}: not UTF-8 (byte offset {first.start}), GB18030 or Big5 text: name the encoding with --encoding")
+    _, enc, text = max(cands, key=lambda c: c[0])
+    return text, enc
+
+def _poems_from_text(text:str, suffix:str, where:str)->list:
+    "Poems from decoded text, by layout: a JSON list or 蒙学 object, JSONL (one per line), or blocks between blank lines."
+    if suffix == '.jsonl':
+        out = []
+        for i, line in enumerate(text.splitlines(), 1):
+            if not line.strip(): continue
+            try: rec = json.loads(line)
+            except json.JSONDecodeError as e: raise DataFormatError(f"{where}:{i}: invalid JSON: {e.msg}") from None
+            out.append(_record_poem(rec, f"{where}:{i}"))
+        return out
+    if suffix == '.json':
+        try: data = json.loads(text)
+        except json.JSONDecodeError as e: raise DataFormatError(f"{where}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
         if isinstance(data, dict) and isinstance(data.get('content'), list):  # 蒙学 layout: {content: [{type, content: [poem]}]}
             out = []
             for i, sec in enumerate(data['content']):
-                if not isinstance(sec, dict) or not isinstance(sec.get('content'), list): raise DataFormatError(f"{path}: content[{i}] must have a 'content' list")
+                if not isinstance(sec, dict) or not isinstance(sec.get('content'), list): raise DataFormatError(f"{where}: content[{i}] must have a 'content' list")
                 for j, rec in enumerate(sec['content']):
                     if isinstance(rec, dict) and 'type' not in rec: rec = {**rec, 'type': sec.get('type')}
-                    out.append(_record_poem(rec, f"{path}: content[{i}].content[{j}]"))
+                    out.append(_record_poem(rec, f"{where}: content[{i}].content[{j}]"))
             return out
         if isinstance(data, dict): data = [data]
-        if not isinstance(data, list): raise DataFormatError(f"{path}: expected a list of poems or an object with 'content', got {type(data).__name__}")
-        return [_record_poem(r, f"{path}: record {i}") for i, r in enumerate(data)]
-    return [{'title': '', 'author': '', 'paragraphs': [b], 'form': None} for b, _ in iter_text_blocks(path) if b.strip()]  # poems between blank lines
+        if not isinstance(data, list): raise DataFormatError(f"{where}: expected a list of poems or an object with 'content', got {type(data).__name__}")
+        return [_record_poem(r, f"{where}: record {i}") for i, r in enumerate(data)]
+    return [{'title': '', 'author': '', 'paragraphs': [b.strip()], 'form': None} for b in re.split(r'\n[ \t\u3000\r]*\n', text) if b.strip()]
+
+def load_poems(path:str|Path,  # a chinese-poetry JSON file (a list of poems, or the 蒙学 layout), a JSONL file, or plain text
+               encoding:str|None=None  # the file's encoding; None: UTF-8, else detected (`decode_poem_bytes`)
+              )->list[dict]:
+    "Read poems as [{'title', 'author', 'paragraphs', 'form'}]; a malformed record raises `DataFormatError` naming file and record."
+    path = Path(path)
+    if path.is_dir(): raise IsADirectoryError(f"{path}: is a directory, expected a poem file (.json, .jsonl or .txt)")
+    data = path.read_bytes()
+    text, _ = decode_poem_bytes(data, str(path), encoding)
+    return _poems_from_text(text, path.suffix, str(path))
 
 def is_regular_shape(lines:list)->bool:
     "4, 8 or an even number >= 10 of lines, all of 5 or all of 7 characters."
@@ -989,21 +1035,33 @@ def find_poetry_dir(data:str|Path|None=None  # a directory like ../shared/data/p
         if c and (Path(c)/'tangshi300_quantangshi.json').exists(): return Path(c).resolve()
     return None
 
-def evaluate_corpus(data:str|Path|None=None,  # the poetry directory (default: `find_poetry_dir()`)
+def corpus_sources(data:str|Path|None=None  # a chinese-poetry directory in ../shared's layout; None: look for one
+                  )->dict:
+    "The files to evaluate: {'唐诗三百首': path, '全唐诗': [paths], 'where': str} from `data`, ../shared, or the package's 唐诗三百首 and a fetched 全唐诗."
+    root = find_poetry_dir(data)
+    if data is not None and root is None:
+        raise FileNotFoundError(f"no chinese-poetry data at {data} (expected tangshi300_quantangshi.json)")
+    if root is not None:
+        return {'唐诗三百首': root/'tangshi300_quantangshi.json', '全唐诗': sorted((root/'quantangshi_sample').glob('poet.tang.*.json')), 'where': str(root)}
+    full = fetched_quantangshi()
+    return {'唐诗三百首': embedded_tangshi300(), '全唐诗': full or [],
+            'where': 'the package\'s 唐诗三百首' + (f" and the fetched 全唐诗 in {full[0].parent}" if full else " (全唐诗: run `knowlm-nb rhyme fetch`)")}
+
+def evaluate_corpus(data:str|Path|None=None,  # the poetry directory (default: ../shared's, else the package's 唐诗三百首 and a fetched 全唐诗)
                     limit:int|None=None,  # score only the first `limit` poems of each dataset (for quick checks)
                     loose:bool=True  # 一三五不论 with the 孤平/三平尾 checks
                    )->list[dict]:
-    "Score 唐诗三百首 and the 全唐诗 sample under the protocol above; one row per dataset and protocol, beside the card's rows."
-    root = find_poetry_dir(data)
-    if root is None: raise FileNotFoundError(f"no chinese-poetry data at {data or '../shared/data/poetry'} (expected tangshi300_quantangshi.json)")
-    ts = load_poems(root/'tangshi300_quantangshi.json')[:limit]
-    qts = [p for f in sorted((root/'quantangshi_sample').glob('poet.tang.*.json')) for p in load_poems(f)[:limit]]
+    "Score 唐诗三百首 and the 全唐诗 under the protocol above; one row per dataset and protocol, beside the card's rows."
+    src = corpus_sources(data)
+    ts = load_poems(src['唐诗三百首'])[:limit]
+    qts = [p for f in src['全唐诗'] for p in load_poems(f)[:limit]]
     rows = []
     def add(dataset, protocol, poems, use_form=False):
         r = evaluate_poems(poems, use_form=use_form, loose=loose)
         r.pop('_scores')
         rows.append({'dataset': dataset, 'protocol': protocol, **r})
     for name, poems in (('唐诗三百首', ts), ('全唐诗', qts)):
+        if not poems: continue
         reg = [p for p in poems if is_regular_shape(split_lines(p['paragraphs']))]
         add(name, f'regular shape ({len(reg)} of {len(poems)})', reg)
         if name == '唐诗三百首':
@@ -1012,7 +1070,66 @@ def evaluate_corpus(data:str|Path|None=None,  # the poetry directory (default: `
         rows.append({'dataset': name, 'protocol': 'model card', 'poems': '', **CARD_ROWS[name]})
     return rows
 
-# %% ../nbs/10_rhyme.ipynb #f06fddcf
+# %% ../nbs/10_rhyme.ipynb #f4c31ca5
+def _poetry_data()->Path:
+    import importlib.resources
+    return Path(str(importlib.resources.files('knowlm_nb')/'data'/'poetry'))
+
+def embedded_tangshi300()->Path:
+    "The 唐诗三百首 shipped with the package (chinese-poetry, MIT; provenance in PROVENANCE.md beside it)."
+    return _poetry_data()/'tangshi300.json'
+
+def quantangshi_manifest()->dict:
+    "The shipped manifest of the full 全唐诗: repository, commit, URL template, and each file's path, bytes, SHA-256 and poem count."
+    return read_json(_poetry_data()/'quantangshi_manifest.json')
+
+def _sha256(path:Path)->str:
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for chunk in iter(lambda: f.read(1 << 20), b''): h.update(chunk)
+    return h.hexdigest()
+
+def quantangshi_dir()->Path:
+    "Where `fetch_quantangshi` puts the full 全唐诗: `poetry/quantangshi` under the cache (`knowlm_home()`)."
+    return knowlm_home()/'poetry'/'quantangshi'
+
+def fetch_quantangshi(dest:str|Path|None=None,  # directory to fill (default: `quantangshi_dir()`)
+                      url_template:str|None=None,  # '{path}' is replaced by each file's quoted path (default: the manifest's, at its pinned commit)
+                      timeout:float=30.0,  # seconds per request
+                      progress:bool=True,  # show a tqdm bar
+                      manifest:dict|None=None  # the files to fetch (default: `quantangshi_manifest()`)
+                     )->Path:
+    "Download the full 全唐诗 at the manifest's commit, checking size and SHA-256; files already present and correct are kept (resumable)."
+    import urllib.request, urllib.parse, urllib.error
+    from tqdm.auto import tqdm
+    man = manifest or quantangshi_manifest()
+    dest = Path(dest) if dest else quantangshi_dir()
+    tpl = url_template or man['url_template']
+    todo = [f for f in man['files'] if not ((dest/Path(f['path']).name).exists() and _sha256(dest/Path(f['path']).name) == f['sha256'])]
+    for f in tqdm(todo, desc='全唐诗', unit='file', disable=not progress or not todo):
+        url = tpl.replace('{path}', '/'.join(urllib.parse.quote(part) for part in f['path'].split('/')))
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as r: data = r.read()
+        except (urllib.error.URLError, OSError, ValueError) as e:
+            raise ConnectionError(f"could not download {f['path']} from {url}: {getattr(e, 'reason', e)} (no network? the files fetched so far are kept; run again to resume)") from None
+        import hashlib
+        if len(data) != f['bytes'] or hashlib.sha256(data).hexdigest() != f['sha256']:
+            raise ValueError(f"{f['path']}: checksum mismatch ({len(data)} bytes, expected {f['bytes']} with SHA-256 {f['sha256'][:12]}...): not the pinned file")
+        with atomic_write(dest/Path(f['path']).name, 'wb') as out: out.write(data)
+    return dest
+
+def fetched_quantangshi(dest:str|Path|None=None,  # the directory `fetch_quantangshi` filled
+                        manifest:dict|None=None  # the files expected (default: `quantangshi_manifest()`)
+                       )->list|None:
+    "The full 全唐诗's files when every one of the manifest's is there with the right size (None otherwise)."
+    man = manifest or quantangshi_manifest()
+    dest = Path(dest) if dest else quantangshi_dir()
+    files = [dest/Path(f['path']).name for f in man['files']]
+    sizes = {Path(f['path']).name: f['bytes'] for f in man['files']}
+    return files if all(p.exists() and p.stat().st_size == sizes[p.name] for p in files) else None
+
+# %% ../nbs/10_rhyme.ipynb #0835286c
 def plot_score_hist(scores:list,  # `PoemScore`s
                     title:str=''  # the figure's title
                    ):
@@ -1029,20 +1146,36 @@ def plot_score_hist(scores:list,  # `PoemScore`s
     fig.tight_layout()
     return fig
 
-# %% ../nbs/10_rhyme.ipynb #de7b8869
+# %% ../nbs/10_rhyme.ipynb #0f3751b1
+def _score_source(a:argparse.Namespace)->list:
+    "The poems `knowlm-nb rhyme score` was given: TEXT, an existing file named as TEXT, or `--file PATH|-`."
+    import sys
+    if a.file is not None and a.source is not None: raise InputError("give the poem as TEXT or with --file PATH, not both")
+    if a.file == '-':
+        raw = sys.stdin.buffer.read() if hasattr(sys.stdin, 'buffer') else sys.stdin.read().encode('utf-8')
+        text, _ = decode_poem_bytes(raw, '<stdin>', a.encoding)
+        head = text.lstrip()[:1]
+        return _poems_from_text(text, '.json' if head == '[' else '.jsonl' if head == '{' else '.txt', '<stdin>')
+    if a.file is not None:
+        path = Path(a.file)
+        if not path.exists(): raise FileNotFoundError(f"{path}: no such file")
+        return load_poems(path, encoding=a.encoding)
+    if a.source is None: raise InputError("no poem: give it as TEXT, or --file PATH ('-' for standard input)")
+    src = Path(a.source)
+    try: is_file, is_dir = src.is_file(), src.is_dir()
+    except (OSError, ValueError): is_file = is_dir = False  # too long, or not a possible file name: it is text
+    if is_dir: raise IsADirectoryError(f"{a.source}: is a directory; pass a poem file with --file PATH, or the poem as TEXT")
+    if is_file: return load_poems(src, encoding=a.encoding)
+    return [{'title': '', 'author': '', 'paragraphs': [a.source], 'form': None}]
+
 def _score_command(a:argparse.Namespace  # the parsed arguments of `knowlm-nb rhyme score`
                   ):
-    "Score the poems of `a.source` (a file, or the poem itself) and print or write one JSON result per poem."
+    "Score the poems of TEXT or `--file` and print or write one JSON result per poem, with its named faults."
     if a.form and parse_form(a.form) is None: raise InputError(f"unknown form {a.form!r}: use one of {', '.join(FORMS)}")
     if a.group and resolve_group(a.group) is None: raise InputError(f"unknown rhyme group {a.group!r}: e.g. 东, 一东, 上平一东, 下平七阳")
-    src = Path(a.source)
-    try: is_file = src.is_file()
-    except OSError: is_file = False  # a long poem is too long to be a file name
-    if not is_file and (src.suffix in ('.json', '.jsonl', '.txt') or '/' in a.source): raise FileNotFoundError(f"{src}: no such file")
-    poems = load_poems(src) if is_file else [{'title': '', 'author': '', 'paragraphs': [a.source], 'form': None}]
     recs = []
-    for q in poems:
-        r = score_poem(q['paragraphs'], form=a.form or q.get('form'), group=a.group, loose=not a.strict, detail=a.detail)
+    for q in _score_source(a):
+        r = score_poem(q['paragraphs'], form=a.form or q.get('form'), group=a.group, loose=not a.strict, detail=True, reward=a.reward)
         recs.append({'title': q.get('title', ''), 'author': q.get('author', ''), **{k: (round(v, 2) if isinstance(v, float) else v) for k, v in r.as_dict().items() if a.detail or k != 'grid'}})
     if a.out:
         write_jsonl(a.out, recs)
@@ -1053,39 +1186,51 @@ def _score_command(a:argparse.Namespace  # the parsed arguments of `knowlm-nb rh
 def _eval_command(a:argparse.Namespace  # the parsed arguments of `knowlm-nb rhyme eval`
                  ):
     "Score the Tang corpus under the protocol above and print the table beside the model card's rows."
-    if find_poetry_dir(a.data) is None:
-        raise FileNotFoundError(f"no chinese-poetry data at {a.data or '../shared/data/poetry'} (set --data or $KNOWLM_NB_POETRY)")
     t0 = time.perf_counter()
+    src = corpus_sources(a.data)
     rows = evaluate_corpus(a.data, limit=a.limit, loose=not a.strict)
     cols = ('dataset', 'protocol', 'poems', 'tones', 'rhymes', 'antithesis', 'length', 'total')
     print('| ' + ' | '.join(cols) + ' |')
     print('|' + '---|'*len(cols))
     for r in rows: print('| ' + ' | '.join(f"{r[c]:.2f}" if isinstance(r[c], float) else str(r[c]) for c in cols) + ' |')
-    print(f"({time.perf_counter() - t0:.1f}s, {'strict' if a.strict else '一三五不论 with 孤平/三平尾 checks'})")
+    print(f"({time.perf_counter() - t0:.1f}s, {'strict' if a.strict else '一三五不论 with 孤平/三平尾 checks'}; data: {src['where']})")
     if a.out: write_json(a.out, rows)
+
+def _fetch_command(a:argparse.Namespace  # the parsed arguments of `knowlm-nb rhyme fetch`
+                  ):
+    "Download the full 全唐诗 into the cache (or `--dest`), checked against the shipped manifest."
+    dest = fetch_quantangshi(a.dest, a.url, timeout=a.timeout)
+    print(f"全唐诗: {len(quantangshi_manifest()['files'])} files, {quantangshi_manifest()['total_poems']} poems, checked -> {dest}")
 
 def cli_rhyme(argv:list|None=None  # arguments after `knowlm-nb rhyme`
              )->int:
-    "`knowlm-nb rhyme`: score poems for 平仄, 押韵, 对仗 and 字数, or evaluate the Tang corpus."
-    p = argparse.ArgumentParser(prog='knowlm-nb rhyme', description='score poems for 平仄, 押韵, 对仗 and 字数, or evaluate the Tang corpus')
-    sub = p.add_subparsers(dest='cmd', required=True, metavar='{score,eval}')
-    s = sub.add_parser('score', help='score poems from a file or the command line', description='Score poems: FILE (.json chinese-poetry, .jsonl with paragraphs, .txt with blank lines between poems) or TEXT.')
-    s.add_argument('source', metavar='FILE|TEXT')
+    "`knowlm-nb rhyme`: score poems for 平仄, 押韵, 对仗 and 字数, evaluate the Tang corpus, or fetch the full 全唐诗."
+    p = argparse.ArgumentParser(prog='knowlm-nb rhyme', description='score poems for 平仄, 押韵, 对仗 and 字数, evaluate the Tang corpus, or fetch the full 全唐诗')
+    sub = p.add_subparsers(dest='cmd', required=True, metavar='{score,eval,fetch}')
+    s = sub.add_parser('score', help='score a poem given as text, or the poems of a file', description='Score a poem given as TEXT, or the poems of --file PATH (.json chinese-poetry, .jsonl with paragraphs, other: blank lines between poems; - for stdin).')
+    s.add_argument('source', nargs='?', metavar='TEXT', help='the poem itself (read as a file only if it names an existing file)')
+    s.add_argument('--file', '-f', metavar='PATH', help="read the poems from PATH ('-' for standard input)")
+    s.add_argument('--encoding', help='the file\'s encoding (default: detect UTF-8, UTF-16, GB18030, Big5)')
     s.add_argument('--form', help='五绝, 七绝, 五律, 七律, 五排, 七排 (default: from the shape or the record tags)')
     s.add_argument('--group', help="rhyme group, e.g. 东, 一东, 上平一东 (default: the majority group)")
     s.add_argument('--strict', action='store_true', help='count every position (no 一三五不论)')
-    s.add_argument('--detail', action='store_true', help='add per-character diagnostics')
+    s.add_argument('--reward', action='store_true', help='reward mode: the shape and repetition gate of the GRPO rewards')
+    s.add_argument('--detail', action='store_true', help='add the per-character grid')
     s.add_argument('--out', help='write JSONL here instead of printing')
-    e = sub.add_parser('eval', help='score 唐诗三百首 and the 全唐诗 sample beside the model card', description='Score 唐诗三百首 and the 全唐诗 sample beside the model card rows.')
-    e.add_argument('--data', help='chinese-poetry directory (default: $KNOWLM_NB_POETRY or ../shared/data/poetry)')
+    e = sub.add_parser('eval', help='score 唐诗三百首 and the 全唐诗 beside the model card', description='Score 唐诗三百首 and the 全唐诗 beside the model card rows.')
+    e.add_argument('--data', help='chinese-poetry directory in ../shared layout (default: $KNOWLM_NB_POETRY, ../shared/data/poetry, else the package\'s 唐诗三百首 and a fetched 全唐诗)')
     e.add_argument('--limit', type=int, help='score only the first N poems of each file')
     e.add_argument('--strict', action='store_true', help='count every position (no 一三五不论)')
     e.add_argument('--out', help='also write the rows as JSON here')
+    f = sub.add_parser('fetch', help='download the full 全唐诗 into the cache, checked against the shipped checksums', description='Download the full 全唐诗 (chinese-poetry at a pinned commit) into the cache, checking each file; resumable.')
+    f.add_argument('--dest', help='directory to fill (default: $KNOWLM_NB_HOME/poetry/quantangshi)')
+    f.add_argument('--url', help="URL template with {path} (default: raw.githubusercontent.com at the pinned commit; a mirror works too)")
+    f.add_argument('--timeout', type=float, default=30.0, help='seconds per request')
     try: a = p.parse_args(argv)
     except SystemExit as err: return system_exit_code(err)
-    return run_command('knowlm-nb rhyme', lambda: (_score_command if a.cmd == 'score' else _eval_command)(a))
+    return run_command('knowlm-nb rhyme', lambda: {'score': _score_command, 'eval': _eval_command, 'fetch': _fetch_command}[a.cmd](a))
 
-# %% ../nbs/10_rhyme.ipynb #ec7d8df4
+# %% ../nbs/10_rhyme.ipynb #9f7cb106
 FAMOUS = {  # a few poems used by the pipeline's report and the demo
     '春望 (杜甫)': ("国破山河在，城春草木深。感时花溅泪，恨别鸟惊心。烽火连三月，家书抵万金。白头搔更短，浑欲不胜簪。", '五律', '侵'),
     '静夜思 (李白)': ("床前明月光，疑是地上霜。举头望明月，低头思故乡。", '五绝', None),
@@ -1097,7 +1242,7 @@ FAMOUS = {  # a few poems used by the pipeline's report and the demo
 def pipeline_rhyme(report,  # a `knowlm_nb.core.Report`
                    ctx:dict  # the pipeline context: 'out' (Path) and 'seed'
                   ):
-    "Pipeline stage: score famous poems, and the Tang corpus when ../shared is there; write `out/rhyme/`."
+    "Pipeline stage: score famous poems and the Tang corpus (../shared's, else the package's 唐诗三百首); write `out/rhyme/`."
     out = Path(ctx['out'])/'rhyme'
     t0 = time.perf_counter()
     fam = [{'poem': k, 'form': f, 'group': g, **{d: round(getattr(s, d), 1) for d in ('tones', 'rhymes', 'antithesis', 'length', 'total')}, 'template': s.template}
@@ -1110,19 +1255,17 @@ def pipeline_rhyme(report,  # a `knowlm_nb.core.Report`
     try: report.figure(plot_grid(s), 'rhyme_grid', '静夜思: template tone vs character (green fits, grey free, red fails; rings mark rhymes)')
     except ImportError: pass
     data = find_poetry_dir(ctx.get('poetry'))
-    if data is None:
-        report.text('The Tang corpus (../shared/data/poetry) is not here, so the corpus evaluation was skipped.')
-    else:
-        rows = evaluate_corpus(data)
-        write_json(out/'corpus_eval.json', rows)
-        report.text(f"Corpus evaluation on {data} (protocol in the rhyme notebook):")
-        report.table(rows)
-        for r in rows:
-            if r['protocol'].startswith('regular'):
-                for k in ('tones', 'rhymes', 'antithesis', 'length', 'total'): report.metric('rhyme', f"{r['dataset']}_{k}", r[k])
+    src = corpus_sources(data)  # ../shared's corpus when it is there, else the package's 唐诗三百首 (and a fetched 全唐诗)
+    rows = evaluate_corpus(data)
+    write_json(out/'corpus_eval.json', rows)
+    report.text(f"Corpus evaluation on {src['where']} (protocol in the rhyme notebook):")
+    report.table(rows)
+    for r in rows:
+        if r['protocol'].startswith('regular'):
+            for k in ('tones', 'rhymes', 'antithesis', 'length', 'total'): report.metric('rhyme', f"{r['dataset']}_{k}", r[k])
     report.metric('rhyme', 'seconds', round(time.perf_counter() - t0, 1))
 
-# %% ../nbs/10_rhyme.ipynb #f92f3b37
+# %% ../nbs/10_rhyme.ipynb #e3ead67d
 def rhyme_demo(poem:str|None=None  # the poem to start with (default: 静夜思)
               ):
     "An ipywidgets demo: type a poem, choose form and group, see the 平仄 grid, rhyme marks and scores."

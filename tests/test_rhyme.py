@@ -232,7 +232,66 @@ def test_cli_score_text_and_files(tmp_path, capsys):
     assert rc == 0 and len(out.strip().splitlines()) == 2
     txt.write_bytes(JINGYESI.encode() + b'\n\n\xff\n')
     rc, _, err = run_cli(['score', str(txt)], capsys)
-    assert rc == 2 and 'p.txt: invalid UTF-8 at byte offset' in err
+    assert rc == 2 and 'p.txt: not UTF-8 (byte offset' in err and len(err.splitlines()) == 1
+
+
+# the CLI cases of the rhyme-rules issue: text and file kept apart, any length, any encoding, one-line errors
+QILV11 = '，'.join(['风急天高猿啸哀'] * 11) + '。'  # an 11-line 七言 poem: far over 255 bytes
+
+
+@pytest.mark.parametrize('text', [QILV11, '<answer>' + JINGYESI + '</answer>', 'a/b/' + JINGYESI, '../' + JINGYESI])
+def test_cli_text_is_text(text, capsys):
+    rc, out, err = run_cli(['score', text], capsys)
+    assert rc == 0 and err == '' and json.loads(out)['lines'][0] in ('风急天高猿啸哀', '床前明月光')
+
+
+@pytest.mark.parametrize('enc', ['utf-8', 'utf-8-sig', 'utf-16', 'gbk', 'gb18030', 'big5'])
+def test_cli_file_encodings(tmp_path, capsys, enc):
+    poem = '床前明月光，疑是地上霜。舉頭望明月，低頭思故鄉。' if enc == 'big5' else JINGYESI
+    f = tmp_path/'poem.txt'; f.write_bytes(poem.encode(enc))
+    for args in (['score', '--file', str(f)], ['score', str(f)]):  # an existing file as the positional is read as a file
+        rc, out, err = run_cli(args, capsys)
+        assert rc == 0 and json.loads(out)['lines'] == R.split_lines(poem), (enc, err)
+
+
+def test_cli_named_encoding_and_bad_bytes(tmp_path, capsys):
+    f = tmp_path/'poem.txt'; f.write_bytes(JINGYESI.encode('gbk'))
+    rc, _, err = run_cli(['score', '--file', str(f), '--encoding', 'utf-8'], capsys)
+    assert rc == 2 and 'poem.txt: not utf-8 (byte offset 0' in err and len(err.splitlines()) == 1
+    rc, _, err = run_cli(['score', '--file', str(f), '--encoding', 'klingon'], capsys)
+    assert rc == 2 and "unknown encoding 'klingon'" in err
+    f.write_bytes(b'\xff\xfe\x00')  # a UTF-16 mark and half a character
+    rc, _, err = run_cli(['score', '--file', str(f)], capsys)
+    assert rc == 2 and 'poem.txt' in err and len(err.splitlines()) == 1
+
+
+def test_cli_directory_and_missing(tmp_path, capsys):
+    for args in (['score', str(tmp_path)], ['score', '--file', str(tmp_path)]):
+        rc, _, err = run_cli(args, capsys)
+        assert rc == 2 and 'is a directory' in err and len(err.splitlines()) == 1
+    rc, _, err = run_cli(['score', '--file', str(tmp_path/'missing.txt')], capsys)
+    assert rc == 2 and 'missing.txt: no such file' in err
+    rc, out, _ = run_cli(['score', str(tmp_path/'missing.txt')], capsys)  # not a file: it is text, and has no Chinese in it
+    assert rc == 0 and 'no Chinese characters to score' in json.loads(out)['reasons']
+    for args, needle in ((['score'], 'no poem'), (['score', JINGYESI, '--file', 'x.txt'], 'not both')):
+        rc, _, err = run_cli(args, capsys)
+        assert rc == 2 and needle in err
+
+
+def test_cli_stdin(monkeypatch, capsys):
+    import io
+    class Stdin:
+        buffer = io.BytesIO((JINGYESI + '\n\n' + CHUNWANG).encode('gb18030'))
+    monkeypatch.setattr('sys.stdin', Stdin())
+    rc, out, _ = run_cli(['score', '--file', '-'], capsys)
+    assert rc == 0 and [json.loads(l)['form'] for l in out.splitlines()] == ['五绝', '五律']
+
+
+def test_cli_prints_named_faults(capsys):
+    rc, out, _ = run_cli(['score', JINGYESI], capsys)
+    assert rc == 0 and {'line': 3, 'pos': 2, 'char': '头', 'rule': '失粘'} in json.loads(out)['faults']
+    rc, out, _ = run_cli(['score', '--reward', '--form', '七绝', DENGGAO], capsys)
+    assert rc == 0 and json.loads(out)['total'] <= 20 and json.loads(out)['gate'] <= 0.2
 
 
 @pytest.mark.parametrize('content,where', [
@@ -252,7 +311,7 @@ def test_cli_json_errors(tmp_path, capsys):
     f.write_text('[{"title": "no paragraphs"}]', encoding='utf-8')
     rc, _, err = run_cli(['score', str(f)], capsys)
     assert rc == 2 and "record 0: missing field 'paragraphs'" in err
-    rc, _, err = run_cli(['score', str(tmp_path/'missing.json')], capsys)
+    rc, _, err = run_cli(['score', '--file', str(tmp_path/'missing.json')], capsys)
     assert rc == 2 and 'no such file' in err
     rc, _, err = run_cli(['score', JINGYESI, '--group', '不存在'], capsys)
     assert rc == 2 and err == "knowlm-nb rhyme: error: unknown rhyme group '不存在': e.g. 东, 一东, 上平一东, 下平七阳\n"
@@ -365,3 +424,39 @@ def test_cached_and_cold_scores_agree():
     cold = [R.score_poem(p).as_dict() for p in (CHUNWANG, DENGGAO, JINGYESI, JIANGXUE, DENGGAO + JINGYESI)]
     warm = [R.score_poem(p).as_dict() for p in (CHUNWANG, DENGGAO, JINGYESI, JIANGXUE, DENGGAO + JINGYESI)]
     assert cold == warm
+
+
+# ---- the hand-checked table: real Tang poems, every character's verdict and named rule ------------------
+
+from rhyme_cases import CASES
+
+
+def _got(c):
+    r = R.score_poem(c['poem'], form=c['form'], group=c['group'], detail=True)
+    faults = [''.join('x' if cell['verdict'] in ('bad', 'unknown') or cell['rhyme'] in ('出韵', '重韵') else '-' for cell in row) for row in r.grid]
+    rules = {f'{i},{j}': (cell['rhyme'] if cell['rhyme'] in ('出韵', '重韵') else cell['rule'])
+             for i, row in enumerate(r.grid) for j, cell in enumerate(row) if cell['rule'] or cell['rhyme'] in ('出韵', '重韵')}
+    rhyme = {str(i): row[-1]['rhyme'] for i, row in enumerate(r.grid) if row and row[-1]['rhyme']}
+    return r, faults, rules, rhyme
+
+
+def test_case_table_covers_every_rule():
+    assert len(CASES) >= 40
+    seen = {}
+    for c in CASES:
+        for rule in {*c['rules'].values(), *c.get('alt_rules', {}).values(), *c['rhyme'].values(), c['rule']}: seen[rule] = seen.get(rule, 0) + 1
+    for rule in ('特殊句式', '孤平', '孤平自救', '三平尾', '对句相救', '拗而未救', '失粘', '失对', '平仄', '出韵', '重韵', 'hit'):
+        assert seen.get(rule, 0) >= 2, rule
+    assert sum(1 for c in CASES if R.resolve_group(c['group']) and R.resolve_group(c['group']) > 30) >= 2  # 仄韵
+    assert sum(1 for c in CASES if '[' in c['poem']) >= 2  # bracketed restored characters
+
+
+@pytest.mark.parametrize('case', CASES, ids=[c['id'] for c in CASES])
+def test_hand_checked_case(case):
+    r, faults, rules, rhyme = _got(case)
+    assert faults == case['faults'], (r.lines, faults)
+    alt = case.get('alt_rules', {})
+    assert set(rules) == set(case['rules']) and all(rules[k] in (v, alt.get(k)) for k, v in case['rules'].items()), rules
+    assert rhyme == case['rhyme']
+    n_x = sum(f.count('x') for f in faults)
+    assert len(r.faults) == n_x + sum(1 for row in r.grid for cell in row if cell['verdict'] in ('bad', 'unknown') and cell['rhyme'] in ('出韵', '重韵'))
