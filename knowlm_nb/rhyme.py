@@ -19,7 +19,7 @@ __all__ = ['SECTIONS', 'ZH_DIGITS', 'GROUP_ALIASES', 'SUPPLEMENT_VARIANTS', 'SUP
            'evaluate_corpus', 'embedded_tangshi300', 'quantangshi_manifest', 'quantangshi_dir', 'fetch_quantangshi',
            'fetched_quantangshi', 'plot_score_hist', 'cli_rhyme', 'pipeline_rhyme', 'rhyme_demo']
 
-# %% ../nbs/10_rhyme.ipynb #5bd1cf68
+# %% ../nbs/10_rhyme.ipynb #627d61c7
 import re, json, time, argparse, unicodedata, importlib.util, statistics
 from dataclasses import dataclass, field, asdict
 from functools import lru_cache
@@ -27,7 +27,7 @@ from pathlib import Path
 from .core import (system_exit_code, read_json, write_json, write_jsonl, DataFormatError, InputError, use_cjk_font, knowlm_home, atomic_write,
                             run_command)
 
-# %% ../nbs/10_rhyme.ipynb #5dab8a30
+# %% ../nbs/10_rhyme.ipynb #380f5e94
 SECTIONS = (('上平聲部', '上平', '平'), ('下平聲部', '下平', '平'), ('上聲部', '上声', '上'), ('去聲部', '去声', '去'), ('入聲部', '入声', '入'))
 ZH_DIGITS = dict(zip('〇零一二三四五六七八九', (0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9)))
 
@@ -65,7 +65,7 @@ def _zh(n:int)->str:
     d = '〇一二三四五六七八九'
     return d[n] if n < 10 else (('' if n < 20 else d[n//10]) + '十' + (d[n % 10] if n % 10 else ''))
 
-# %% ../nbs/10_rhyme.ipynb #dffd2289
+# %% ../nbs/10_rhyme.ipynb #1bf88ac8
 GROUP_ALIASES = {'筱': '筿', '篠': '筿', '俭': '琰', '儉': '琰', '箇': '个', '個': '个', '豔': '艳', '艷': '艳'}
 
 def _pingshui_data_path()->Path:
@@ -84,7 +84,7 @@ def to_simplified(text:str  # Chinese text in any script
     "Convert `text` to simplified characters with OpenCC `t2s`."
     return _t2s().convert(text) if text else text
 
-# %% ../nbs/10_rhyme.ipynb #e5c2cff9
+# %% ../nbs/10_rhyme.ipynb #edbac33e
 SUPPLEMENT_VARIANTS = {  # variant form -> standard form (in the dependency's table) whose readings it shares
     '劒': '劍', '劔': '劍', '猨': '猿', '疎': '疏', '廻': '回', '迴': '回', '壻': '婿', '隣': '鄰', '棃': '梨', '筯': '箸',
     '鏁': '鎖', '簷': '檐', '秪': '祇', '斾': '旆', '緜': '綿', '飜': '翻', '鬬': '鬥', '徴': '徵', '隠': '隱', '衞': '衛',
@@ -103,7 +103,7 @@ SUPPLEMENT_GROUP_NAMES = {  # character -> groups the table leaves out although 
     '先': '先',  # the dependency lists 先 only under 去声十七霰, so every poem rhyming on 先 in 下平一先 failed
 }
 
-# %% ../nbs/10_rhyme.ipynb #92936cfc
+# %% ../nbs/10_rhyme.ipynb #7c23fa95
 class PingshuiTable:
     "The 平水韵: its 106 groups and, per character, the set of groups it can be read in."
     def __init__(self, groups:list,  # the 106 `RhymeGroup`s in order
@@ -195,13 +195,13 @@ def pingshui_table(supplement:bool=True  # add the documented supplement (varian
     tab.simplify_trans = {ord(t): s for t, s in simplify.items() if s != t}  # for `str.translate`
     return tab
 
-# %% ../nbs/10_rhyme.ipynb #9dabc4b3
+# %% ../nbs/10_rhyme.ipynb #5e669c1f
 def table_gaps(table:PingshuiTable  # a 平水韵 table
               )->list:
     "Groups whose name character (simplified or traditional) the table does not list in that group: [(group label, character)]."
     return [(g.label, n) for g in table.groups for n in sorted({g.name, g.trad}) if g.idx not in table.readings.get(n, ())]
 
-# %% ../nbs/10_rhyme.ipynb #5b6f6c29
+# %% ../nbs/10_rhyme.ipynb #07ef0add
 _HAN = '\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f'
 _RESTORED = re.compile(rf'\[([{_HAN}□]{{1,4}})\]')  # [玄]: a restored or taboo-avoided character, kept
 _NOTE = re.compile(r'[(（\[【〔][^()（）\[\]【】〔〕]*[)）\]】〕]')  # (一作…): a variant note, dropped
@@ -210,6 +210,7 @@ _SEP = re.compile(r'[，。！？；：、,.!?;:\s|/／．｡､]+')
 _HAN_ONLY = re.compile(rf'[{_HAN}]+')
 _CLEAN = re.compile(rf'[{_HAN}，。！？；：、\s]*')  # text with nothing to normalise
 _CODES = re.compile(r'[0-3\n]*')  # lines of tone codes (see `score_poem`)
+_NOT_CODE = re.compile(r'[^0-3\n]')
 LOST_CHAR = '□'
 
 def normalize_poem(text:str  # the poem as written
@@ -256,7 +257,7 @@ def split_lines(poem,  # the poem: a string, or a list of lines / couplets (chin
         if c: lines = [s[i:i+c] for i in range(0, n, c)]
     return lines
 
-# %% ../nbs/10_rhyme.ipynb #6620dbb8
+# %% ../nbs/10_rhyme.ipynb #740ca99a
 FORMS = {'五绝': (4, 5), '七绝': (4, 7), '五律': (8, 5), '七律': (8, 7), '五排': (0, 5), '七排': (0, 7)}  # form -> (lines, chars per line); 0 = any even number >= 10
 _FORM_RE = re.compile(r'([五七5-7])(?:言|字)?\s*(絕句|绝句|絕|绝|律詩|律诗|律|排律)')
 
@@ -275,9 +276,12 @@ def infer_form(lines:list[str]  # the poem's lines
               )->str:
     "The form whose shape is closest to `lines` (line count and the most common line length)."
     n = len(lines)
-    count = {}  # line length -> how many lines have it, in order of first appearance
-    for x in map(len, lines): count[x] = count.get(x, 0) + 1
-    c = next(iter(count)) if len(count) == 1 else min(count, key=lambda x: (-count[x], abs(x - 6))) if count else 5  # ties: the length seen first
+    lens = list(map(len, lines))
+    if n and lens.count(lens[0]) == n: c = lens[0]  # the usual case: lines of one length
+    else:
+        count = {}  # line length -> how many lines have it, in order of first appearance
+        for x in lens: count[x] = count.get(x, 0) + 1
+        c = min(count, key=lambda x: (-count[x], abs(x - 6))) if count else 5  # ties: the length seen first
     pre = '五' if c <= 6 else '七'
     if n >= 10 and n % 2 == 0: return pre + '排'
     return pre + ('绝' if n <= 5 else '律')
@@ -288,7 +292,7 @@ def form_shape(form:str, n_lines:int)->tuple:
     if N == 0: N = max(10, n_lines + (n_lines % 2))
     return N, C
 
-# %% ../nbs/10_rhyme.ipynb #5562aee0
+# %% ../nbs/10_rhyme.ipynb #29e1588b
 PING, ZE = 1, 2  # tone masks: a character's mask is 1 (平), 2 (仄), 3 (has both readings) or 0 (unknown)
 _CORE = {(ZE, ZE): (2, 2, 1, 1, 2), (ZE, PING): (2, 2, 2, 1, 1), (PING, ZE): (1, 1, 1, 2, 2), (PING, PING): (1, 1, 2, 2, 1)}
 
@@ -319,11 +323,11 @@ def tone_templates(chars:int,  # 5 or 7
 
 def show_pattern(pat)->str: return ''.join('?平仄'[t] for t in pat)
 
-# %% ../nbs/10_rhyme.ipynb #39d102e6
+# %% ../nbs/10_rhyme.ipynb #ce393582
 _FREE = {5: (0, 2), 7: (0, 2, 4)}  # 0-based free positions under 一三五不论 (the last is never free)
 CORE_A, CORE_B, CORE_C, CORE_D = (ZE, ZE, PING, PING, ZE), (PING, PING, ZE, ZE, PING), (PING, PING, PING, ZE, ZE), (ZE, ZE, ZE, PING, PING)
 
-# %% ../nbs/10_rhyme.ipynb #ed3a66e1
+# %% ../nbs/10_rhyme.ipynb #18fe9430
 def guping(core:list,  # tone masks of the line's last five characters
            pat:tuple  # the template's core (one of CORE_A-D)
           )->str|None:
@@ -331,14 +335,14 @@ def guping(core:list,  # tone masks of the line's last five characters
     if pat != CORE_B or core[0] != ZE: return None
     return '孤平自救' if core[2] & PING else '孤平'
 
-# %% ../nbs/10_rhyme.ipynb #fad4adad
+# %% ../nbs/10_rhyme.ipynb #568ec842
 def sanpingwei(core:list,  # tone masks of the line's last five characters
                pat:tuple  # the template's core
               )->bool:
     "True when a D line ends on three characters that can only be 平 (三平尾)."
     return pat == CORE_D and core[2] == PING and core[3] & PING != 0 and core[4] & PING != 0
 
-# %% ../nbs/10_rhyme.ipynb #0abb0041
+# %% ../nbs/10_rhyme.ipynb #148ade18
 def special_form(core:list,  # tone masks of the line's last five characters
                  pat:tuple  # the template's core
                 )->bool:
@@ -346,7 +350,7 @@ def special_form(core:list,  # tone masks of the line's last five characters
     return (pat == CORE_C and not core[3] & ZE and core[0] & PING != 0 and core[1] & PING != 0 and core[2] & ZE != 0
             and core[3] & PING != 0 and core[4] & ZE != 0)
 
-# %% ../nbs/10_rhyme.ipynb #9bd1dde0
+# %% ../nbs/10_rhyme.ipynb #5ed516b8
 def rescued_in_couplet(core_a:list,  # tone masks of the first line's core (an A line)
                        core_b:list,  # tone masks of the second line's core (a B line)
                        pat_a:tuple,  # the template's core of the first line
@@ -356,7 +360,7 @@ def rescued_in_couplet(core_a:list,  # tone masks of the first line's core (an A
     if pat_a != CORE_A or len(core_a) < 5 or core_a[3] != ZE: return None
     return pat_b == CORE_B and len(core_b) >= 5 and core_b[2] & PING != 0
 
-# %% ../nbs/10_rhyme.ipynb #1d5dfa1f
+# %% ../nbs/10_rhyme.ipynb #46817192
 def nian_dui_break(prev:list,  # tone masks of the line before
                    line:list,  # tone masks of this line
                    i:int  # this line's 0-based index in the poem
@@ -367,7 +371,7 @@ def nian_dui_break(prev:list,  # tone masks of the line before
     if i % 2 == 1: return '失对' if a == b else None
     return '失粘' if a != b else None
 
-# %% ../nbs/10_rhyme.ipynb #caba33b3
+# %% ../nbs/10_rhyme.ipynb #970758d2
 def fit_line(masks:list,  # tone masks of the line's characters
              pat:tuple,  # the template line (PING/ZE per position)
              loose:bool=True,  # apply 一三五不论 (with the 孤平 and 三平尾 checks)
@@ -408,7 +412,7 @@ def fit_line(masks:list,  # tone masks of the line's characters
                 if verdicts: cells[q+2] = ('bad', '三平尾')
     return ok, tot, cells
 
-# %% ../nbs/10_rhyme.ipynb #f7efb5f1
+# %% ../nbs/10_rhyme.ipynb #1edf4e2b
 @lru_cache(None)
 def _pat_bits(pat:tuple, loose:bool)->tuple:
     C = len(pat)
@@ -459,12 +463,17 @@ def fit_table(C:int, loose:bool)->dict:
 _line_fits = lru_cache(maxsize=1 << 16)(_fits_of)  # lines of another length (irregular poems): cached per code
 
 @lru_cache(None)
+def _template_choices(C:int, N:int, rtone:int, first_rhymes:bool, start:str|None)->tuple:
+    "The templates a poem can be judged by: those whose first line rhymes as the poem's does and starts as its 2nd character says."
+    return tuple(t for t in _template_kinds(C, N, rtone) if ('首句入韵' in t[0]) == first_rhymes and (start is None or t[0][0] == start))
+
+@lru_cache(None)
 def _template_kinds(C:int, N:int, rtone:int)->tuple:
     "((name, pats, kind of each line's pattern: an index into `_LINE_KINDS`), ...) for the four templates."
     kinds = [line_pattern(C, s, e) for s, e in _LINE_KINDS]
     return tuple((name, pats, tuple(kinds.index(p) for p in pats)) for name, pats in tone_templates(C, N, rtone).items())
 
-# %% ../nbs/10_rhyme.ipynb #a88f17a8
+# %% ../nbs/10_rhyme.ipynb #e55d4517
 _COARSE = {'n': 'N', 's': 'N', 'f': 'N', 't': 'N', 'i': 'N', 'l': 'N', 'j': 'N', 'g': 'N', 'v': 'P', 'a': 'P', 'z': 'P', 'b': 'P',
            'm': 'M', 'q': 'M', 'r': 'R', 'd': 'D', 'p': 'X', 'c': 'X', 'u': 'X', 'y': 'X', 'e': 'X', 'o': 'X', 'h': 'X', 'k': 'X'}
 CLASS_OVERRIDES = {'月': 'N'}
@@ -513,13 +522,13 @@ def couplet_parallelism(a:str, b:str  # the two lines of a couplet
     def dup(s, i): return (i > 0 and s[i] == s[i-1]) or (i + 1 < len(s) and s[i] == s[i+1])
     return sum(1 for i in range(m) if a[i] != b[i] and ((ca[i] == cb[i] != '?') or (dup(a, i) and dup(b, i)))) / n
 
-# %% ../nbs/10_rhyme.ipynb #7d7eb75f
+# %% ../nbs/10_rhyme.ipynb #ab5e2034
 def clear_caches():
     "Forget the per-line work cached while scoring (benchmarks call this between timed runs so that each is a cold pass)."
     _line_fits.cache_clear()
     line_classes.cache_clear()
 
-# %% ../nbs/10_rhyme.ipynb #d52c8cf8
+# %% ../nbs/10_rhyme.ipynb #4d789912
 WEIGHTS = {'tones': 0.4, 'rhymes': 0.3, 'antithesis': 0.2, 'length': 0.1}  # the model card's weights
 
 @dataclass
@@ -571,7 +580,7 @@ def resolve_group(name,  # a group: 1-106, '东', '一东', '上平一东', '上
     if not cands: return None
     return min(cands, key=lambda i: (T.by_idx[i].tone != '平', i))
 
-# %% ../nbs/10_rhyme.ipynb #a954d715
+# %% ../nbs/10_rhyme.ipynb #a912b725
 def score_length(lines:list,  # the poem's lines
                  form:str|None,  # the form asked for, e.g. '五律' or '五言律诗' (None: the form nearest the poem's shape)
                  reasons:list  # filled in place with why points were lost
@@ -588,7 +597,7 @@ def score_length(lines:list,  # the poem's lines
     if good < min(n, N): reasons.append(f"lines of {sorted({len(l) for l in lines})} characters, a {fkey} has {C} per line")
     return fkey, N, C, length
 
-# %% ../nbs/10_rhyme.ipynb #a68c9c0b
+# %% ../nbs/10_rhyme.ipynb #8b52f163
 def poem_tone_codes(lines:list,  # the poem's lines
                     n_lines:int,  # N: how many lines the form has (codes are made for the first N)
                     table:PingshuiTable,  # the 平水韵 table
@@ -607,12 +616,15 @@ def poem_tone_codes(lines:list,  # the poem's lines
         missing = {c for c in missing if c not in table.mask}
         coded = '\n'.join(lines).translate(table.tone_code)  # again, with the variants just learnt
     if unknown: reasons.append(f"characters missing from the 平水韵 table: {''.join(unknown[:10])}")
-    return coded.split('\n')[:n_lines] if not missing else [''.join('0123'[table.mask.get(c, 0)] for c in l) for l in lines[:n_lines]]
+    if missing: coded = _NOT_CODE.sub('0', coded)  # characters still untranslated are the unknown ones
+    return coded.split('\n')[:n_lines]
 
-# %% ../nbs/10_rhyme.ipynb #3b4521ef
+# %% ../nbs/10_rhyme.ipynb #f7e71442
 def _rhyme_choice(ends:list, first:str|None, table:PingshuiTable, group:int|None):
     "Pick the rhyme group: the requested one, or the one most rhyme positions share (ties: 平 groups first)."
     if group is not None: return group
+    rs = [table.readings.get(c, ()) for c in ends]
+    if rs and len(rs[0]) == 1 and all(rs[0][0] in r for r in rs): return rs[0][0]  # the usual case: every rhyme in one group
     count = {}
     for c in ends:
         for i in table.readings.get(c, ()): count[i] = count.get(i, 0) + 1
@@ -647,32 +659,37 @@ def score_rhymes(body:list,  # the poem's first N lines
                  table:PingshuiTable,  # the 平水韵 table
                  reasons:list  # filled in place with why points were lost
                 )->tuple:
-    "The rhyme group (its index, None if no rhyme character is known), the 押韵 score and the marks: `(group, rhymes, marks)`."
+    "The rhyme group (its index, None if no rhyme character is known), the 押韵 score and whether the first line rhymes: `(group, rhymes, first_rhymes)`."
     gidx = None
     if group is not None and group != '':
         gidx = resolve_group(group, table)
         if gidx is None: reasons.append(f"unknown rhyme group {group!r}: scored against the majority group")
-    ends = [body[i][-1] for i in range(1, len(body), 2) if body[i]]
+    R = table.readings
+    ends = [l[-1] for l in body[1::2] if l]
     first = body[0][-1] if body and body[0] else None
     gidx = _rhyme_choice(ends, first, table, gidx)
     if gidx is None:
         reasons.append('no rhyme group: no rhyme character is in the table')
-        return None, 0.0, {}
-    marks = rhyme_marks(body, gidx, table)
-    hits = sum(1 for i, m in marks.items() if m == 'hit' and i > 0)
-    first_hit = 1 if marks.get(0) == 'hit' else 0
-    slots = (n_lines // 2) + first_hit
+        return None, 0.0, False
+    first_in = first is not None and gidx in R.get(first, ())
+    inn = [c for c in ends if gidx in R.get(c, ())]
+    keys = [first, *inn] if first_in else inn
+    S = table.simplify
+    if len({S.get(c, c) for c in keys}) == len(keys): hits = len(inn)  # the usual case: no rhyme repeated
+    else:
+        marks = rhyme_marks(body, gidx, table)
+        hits = sum(1 for i, m in marks.items() if m == 'hit' and i > 0)
+    slots = (n_lines // 2) + first_in
     if hits < n_lines // 2:
-        out, rep = sum(1 for m in marks.values() if m == '出韵'), sum(1 for m in marks.values() if m == '重韵')
+        out, rep = len(ends) - len(inn), len(inn) - hits
         why = [f"{out} not in {table.by_idx[gidx].label} (出韵)"] if out else []
         if rep: why.append(f"{rep} repeating an earlier rhyme (重韵)")
-        missing = n_lines // 2 - hits - out - rep + (1 if marks.get(0) in ('出韵', '重韵') else 0)
-        if missing > 0: why.append(f"{missing} missing")
+        if n_lines // 2 > len(ends): why.append(f"{n_lines // 2 - len(ends)} missing")
         reasons.append(f"{n_lines//2 - hits} of {n_lines//2} rhyme positions lost: {', '.join(why)}")
-    if table.by_idx[gidx].tone != '平': reasons.append(f"仄韵: rhymes in the oblique group {table.by_idx[gidx].label}")
-    return gidx, (100.0 * (hits + first_hit) / slots if slots else 0.0), marks
+    if gidx > 30: reasons.append(f"仄韵: rhymes in the oblique group {table.by_idx[gidx].label}")
+    return gidx, (100.0 * (hits + first_in) / slots if slots else 0.0), first_in
 
-# %% ../nbs/10_rhyme.ipynb #cd26a408
+# %% ../nbs/10_rhyme.ipynb #6eb5164a
 _CORE_KIND = {5: (3, 0), 7: (1, 2)}  # indices into `_LINE_KINDS` of the template lines whose core is A and B
 
 def couplet_rescues(codes:list,  # tone codes of the poem's lines
@@ -700,8 +717,7 @@ def best_template(codes:list,  # the tone code of each of the poem's first N lin
     rescues = couplet_rescues(codes, C) if C in _CORE_KIND and rhyme_tone == PING else ()
     ka, kb = _CORE_KIND.get(C, (None, None))
     best = None
-    for name, pats, kinds in _template_kinds(C, N, rhyme_tone):
-        if ('首句入韵' in name) != first_rhymes or (start and name[0] != start): continue
+    for name, pats, kinds in _template_choices(C, N, rhyme_tone, first_rhymes, start):
         packed = absent + sum(map(tuple.__getitem__, fits, kinds))  # fits[i][kinds[i]] summed over the lines
         ok, tot = packed & ((1 << _SHIFT) - 1), packed >> _SHIFT
         for i in rescues:
@@ -710,7 +726,7 @@ def best_template(codes:list,  # the tone code of each of the poem's first N lin
         if best is None or sc > best[0]: best = (sc, name, pats)
     return 100.0 * best[0], best[1], best[2]
 
-# %% ../nbs/10_rhyme.ipynb #c485991e
+# %% ../nbs/10_rhyme.ipynb #93fbbac8
 _OPP_POS = {C: tuple(sorted({p for p in (1, 3, 5, C - 1) if p < C})) for C in (5, 7)}  # positions checked for tone opposition
 _OPPOSED = {a: {b: bool((int(a) & PING and int(b) & ZE) or (int(a) & ZE and int(b) & PING)) for b in '0123'} for a in '0123'}  # tone codes that can be opposed
 
@@ -743,7 +759,7 @@ def score_antithesis(body:list,  # the poem's first N lines
     if weak: reasons.append(f"weak antithesis in couplet(s) {', '.join(weak)}")
     return 100.0 * sum(vals) / len(vals) if vals else 0.0
 
-# %% ../nbs/10_rhyme.ipynb #9af5c379
+# %% ../nbs/10_rhyme.ipynb #4b6f03f1
 def reward_gate(lines:list,  # the poem's lines
                 n_lines:int,  # N: lines of the asked form
                 chars:int  # C: characters per line of the asked form
@@ -759,7 +775,7 @@ def reward_gate(lines:list,  # the poem's lines
     if rep < 1: why.append(f"reward mode: {len(set(text))} distinct characters of {len(text)}, {len(set(lines))} distinct lines of {n}: x{rep:.2f}")
     return shape * rep, why
 
-# %% ../nbs/10_rhyme.ipynb #b83110fc
+# %% ../nbs/10_rhyme.ipynb #d72d5a1a
 def score_poem(poem,  # the poem: text (any script, punctuation optional) or a list of lines
                form:str|None=None,  # '五绝', '七律', '五言律诗' ...; None: the form the poem's shape is closest to
                group=None,  # the rhyme group asked for ('东', '上平一东', 1 ...); None: the majority group
@@ -786,10 +802,9 @@ def score_poem(poem,  # the poem: text (any script, punctuation optional) or a l
     res.form, N, C, res.length = score_length(lines, form, reasons)
     codes = poem_tone_codes(lines, N, T, reasons)
     body = lines[:N]
-    gidx, res.rhymes, marks = score_rhymes(body, N, group, T, reasons)
+    gidx, res.rhymes, first_rhymes = score_rhymes(body, N, group, T, reasons)  # the first line rhymes when its last character is in the group
     if gidx is not None: res.group = T.labels[gidx]
-    rtone = ZE if gidx is not None and T.by_idx[gidx].tone != '平' else PING
-    first_rhymes = 0 in marks  # the first line rhymes when its last character is in the group
+    rtone = ZE if gidx is not None and gidx > 30 else PING
     res.tones, res.template, pats = best_template(codes, C, N, rtone, loose, first_rhymes)
     res.antithesis = score_antithesis(body, codes, N, C, res.form, reasons) if antithesis else None
     if reward:
@@ -799,7 +814,9 @@ def score_poem(poem,  # the poem: text (any script, punctuation optional) or a l
             for k in WEIGHTS:
                 if getattr(res, k) is not None: setattr(res, k, getattr(res, k) * res.gate)
     res.total = sum(WEIGHTS[k] * getattr(res, k) for k in WEIGHTS) if res.antithesis is not None else None
-    if detail: res.grid, res.faults = _grid(body, [[int(ch) for ch in code] for code in codes], pats, loose, T, marks, C, rtone)
+    if detail:
+        marks = rhyme_marks(body, gidx, T) if gidx is not None else {}
+        res.grid, res.faults = _grid(body, [[int(ch) for ch in code] for code in codes], pats, loose, T, marks, C, rtone)
     return res
 
 def _grid(body, masks, pats, loose, T, marks, C, rtone)->tuple:
@@ -837,7 +854,7 @@ def _grid(body, masks, pats, loose, T, marks, C, rtone)->tuple:
         grid.append(row)
     return grid, faults
 
-# %% ../nbs/10_rhyme.ipynb #209ea5bc
+# %% ../nbs/10_rhyme.ipynb #9dca54cc
 _COLOURS = {'ok': '#9fd8a4', 'free': '#dddddd', 'bad': '#f08a8a', '孤平': '#e0556a', '三平尾': '#e0556a', 'unknown': '#f5d36b', 'missing': '#ffffff', 'extra': '#ffffff'}
 
 def plot_grid(result:PoemScore,  # a result of `score_poem(..., detail=True)`
@@ -864,7 +881,7 @@ def plot_grid(result:PoemScore,  # a result of `score_poem(..., detail=True)`
     ax.set_title(f"{result.form} {result.template or ''} {result.group or ''}  tones {result.tones:.0f} rhymes {result.rhymes:.0f}", fontsize=9)
     return ax.figure
 
-# %% ../nbs/10_rhyme.ipynb #03b62b83
+# %% ../nbs/10_rhyme.ipynb #faba5733
 _TITLE_RE = re.compile(r"以\s*[《「『'\"“‘]([^》」』'\"”’]{1,20})[》」』'\"”’]\s*[为為]?[题題]|[题題][为為]\s*[《「『'\"“‘]?([^》」』'\"”’，,。]{1,20})|[题題]目[:：]\s*[《「『'\"“‘]?([^》」』'\"”’，,。]{1,20})")
 _GROUP_RE = re.compile(r"(?:押|用)\s*(?:平水韵|平水韻)?\s*(?:的)?\s*[《「『'\"“‘]?([上下入去]?[平声聲]{0,2}[〇零一二三四五六七八九十\d]*[\u4e00-\u9fff])[》」』'\"”’]?\s*(?:韵|韻|部)")
 
@@ -886,7 +903,7 @@ def parse_prompt(prompt  # the instruction: a string or a conversational list of
             break
     return out
 
-# %% ../nbs/10_rhyme.ipynb #8f6fe422
+# %% ../nbs/10_rhyme.ipynb #db3b667d
 _ANSWER_RE = re.compile(r'<answer>(.*?)(?:</answer>|$)', re.S)
 _THINK_RE = re.compile(r'<think>.*?</think>', re.S)
 
@@ -931,7 +948,7 @@ def _dimension_reward(dim):
 tones_reward, rhymes_reward, antithesis_reward, length_reward = (_dimension_reward(d) for d in ('tones', 'rhymes', 'antithesis', 'length'))
 RHYME_REWARDS = [tones_reward, rhymes_reward, antithesis_reward, length_reward]  # pass with reward_weights=[0.4, 0.3, 0.2, 0.1] to weight them as the card does
 
-# %% ../nbs/10_rhyme.ipynb #5ee94bc5
+# %% ../nbs/10_rhyme.ipynb #441ce6b0
 _TAG_FORMS = ('五言绝句', '七言绝句', '五言律诗', '七言律诗', '五言絕句', '七言絕句', '五言律詩', '七言律詩', '五言排律', '七言排律')
 
 def _record_poem(rec, where:str)->dict:
@@ -1070,7 +1087,7 @@ def evaluate_corpus(data:str|Path|None=None,  # the poetry directory (default: .
         rows.append({'dataset': name, 'protocol': 'model card', 'poems': '', **CARD_ROWS[name]})
     return rows
 
-# %% ../nbs/10_rhyme.ipynb #f4c31ca5
+# %% ../nbs/10_rhyme.ipynb #230f6969
 def _poetry_data()->Path:
     import importlib.resources
     return Path(str(importlib.resources.files('knowlm_nb')/'data'/'poetry'))
@@ -1129,7 +1146,7 @@ def fetched_quantangshi(dest:str|Path|None=None,  # the directory `fetch_quantan
     sizes = {Path(f['path']).name: f['bytes'] for f in man['files']}
     return files if all(p.exists() and p.stat().st_size == sizes[p.name] for p in files) else None
 
-# %% ../nbs/10_rhyme.ipynb #0835286c
+# %% ../nbs/10_rhyme.ipynb #49a87e4a
 def plot_score_hist(scores:list,  # `PoemScore`s
                     title:str=''  # the figure's title
                    ):
@@ -1146,7 +1163,7 @@ def plot_score_hist(scores:list,  # `PoemScore`s
     fig.tight_layout()
     return fig
 
-# %% ../nbs/10_rhyme.ipynb #0f3751b1
+# %% ../nbs/10_rhyme.ipynb #291f974e
 def _score_source(a:argparse.Namespace)->list:
     "The poems `knowlm-nb rhyme score` was given: TEXT, an existing file named as TEXT, or `--file PATH|-`."
     import sys
@@ -1230,7 +1247,7 @@ def cli_rhyme(argv:list|None=None  # arguments after `knowlm-nb rhyme`
     except SystemExit as err: return system_exit_code(err)
     return run_command('knowlm-nb rhyme', lambda: {'score': _score_command, 'eval': _eval_command, 'fetch': _fetch_command}[a.cmd](a))
 
-# %% ../nbs/10_rhyme.ipynb #9f7cb106
+# %% ../nbs/10_rhyme.ipynb #20ef1d98
 FAMOUS = {  # a few poems used by the pipeline's report and the demo
     '春望 (杜甫)': ("国破山河在，城春草木深。感时花溅泪，恨别鸟惊心。烽火连三月，家书抵万金。白头搔更短，浑欲不胜簪。", '五律', '侵'),
     '静夜思 (李白)': ("床前明月光，疑是地上霜。举头望明月，低头思故乡。", '五绝', None),
@@ -1265,7 +1282,7 @@ def pipeline_rhyme(report,  # a `knowlm_nb.core.Report`
             for k in ('tones', 'rhymes', 'antithesis', 'length', 'total'): report.metric('rhyme', f"{r['dataset']}_{k}", r[k])
     report.metric('rhyme', 'seconds', round(time.perf_counter() - t0, 1))
 
-# %% ../nbs/10_rhyme.ipynb #e3ead67d
+# %% ../nbs/10_rhyme.ipynb #f9406f95
 def rhyme_demo(poem:str|None=None  # the poem to start with (default: 静夜思)
               ):
     "An ipywidgets demo: type a poem, choose form and group, see the 平仄 grid, rhyme marks and scores."
