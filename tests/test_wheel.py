@@ -28,7 +28,10 @@ def test_wheel_metadata_complete(wheel):
         assert dep in reqs, dep
     assert 'knowlm-nb = knowlm_nb.core:main' in eps
     assert 'knowlm_nb/world.py' in names and not any(n.startswith(('nbs/', 'tests/', 'shared/')) for n in names)
-    assert not any('shared' in n or n.endswith('.json') and 'poetry' in n for n in names)
+    assert not any('shared' in n for n in names)
+    # the only poems shipped: 唐诗三百首 from chinese-poetry, with its licence, provenance and the 全唐诗 checksum manifest beside it
+    assert sorted(n for n in names if 'poetry' in n) == [f'knowlm_nb/data/poetry/{f}' for f in
+                                                         ('LICENSE.chinese-poetry', 'PROVENANCE.md', 'quantangshi_manifest.json', 'tangshi300.json')]
 
 def test_wheel_installs_in_clean_venv(wheel, tmp_path):
     env_dir = tmp_path/'venv'
