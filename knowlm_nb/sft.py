@@ -14,20 +14,20 @@ __all__ = ['ALPACA', 'TEMPLATES', 'ANSWER_MARK', 'LORA_TARGETS', 'TINY_SFT_RECIP
            'merge_adapter', 'merge_check', 'tiny_sft_path', 'tiny_sft', 'sft_comparison', 'plot_sft_comparison',
            'answer_side_by_side', 'sft_demo', 'pipeline_sft']
 
-# %% ../nbs/05_sft.ipynb #d4af869b
+# %% ../nbs/05_sft.ipynb #2b0afcda
 import os, re, json, time, random, unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 import torch
 from .core import DataFormatError, ConfigError, InputError, iter_jsonl, read_json, merge_config, config_command
-from .world import make_world, RELATIONS, LANGS, qa_pairs, render
+from .world import make_world, RELATIONS, LANGS, qa_pairs, render, statement_readings
 from .models import load_model, load_tokenizer, generate, n_params, save_model
 from .probe import probe_answers, answer_matches, normalize_answer
 from .training import TrainConfig, TrainResult, run_trainer, seeded_trainer, cached_training, resolve_gpu_options
 from .pretrain import tiny_lm_path, plot_training
 
-# %% ../nbs/05_sft.ipynb #6a366d51
+# %% ../nbs/05_sft.ipynb #5cbbeac6
 ALPACA = {'input': ("Below is an instruction that describes a task, paired with an input that provides further context. "
                     "Write a response that appropriately completes the request.\n\n"
                     "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"),
@@ -56,7 +56,7 @@ def build_prompt(instruction:str,  # the task
     content = f"{instruction}\n\n{input}" if input else instruction
     return tokenizer.apply_chat_template([{'role': 'user', 'content': content}], tokenize=False, add_generation_prompt=True)
 
-# %% ../nbs/05_sft.ipynb #ba84fe08
+# %% ../nbs/05_sft.ipynb #429fda8e
 class ExampleTooLong(InputError):
     "An example's prompt and response do not fit in the cutoff."
 
@@ -99,7 +99,7 @@ def check_response_labels(sample:dict,  # from `tokenize_example`
         raise ValueError("labels must be -100 on every prompt token and equal the input ids on the response")
     return len(lab)
 
-# %% ../nbs/05_sft.ipynb #b7ef4448
+# %% ../nbs/05_sft.ipynb #d9e186eb
 def read_sft_records(path:str|Path  # a .json file (a list of records) or a .jsonl file (one record per line)
                     )->list:
     "The Alpaca records of a file, each checked for `instruction` and a non-empty `output`."
@@ -123,7 +123,7 @@ def read_sft_records(path:str|Path  # a .json file (a list of records) or a .jso
     if not out: raise DataFormatError(f"{p}: no records")
     return out
 
-# %% ../nbs/05_sft.ipynb #0f207df8
+# %% ../nbs/05_sft.ipynb #111b5e41
 class SFTSamples:
     "Tokenized examples for the Trainer, with lengths for grouping and what was left out."
     def __init__(self, samples:list, report:dict):
@@ -172,7 +172,7 @@ class SFTCollator:
             mask[i, :n] = 1
         return {'input_ids': ids, 'attention_mask': mask, 'labels': lab}
 
-# %% ../nbs/05_sft.ipynb #e0a170bf
+# %% ../nbs/05_sft.ipynb #a6722db2
 ANSWER_MARK = {'en': '\nAnswer: ', 'zh': '\n答案：'}
 
 def _fact_sentence(world, f, lang, rng):
@@ -205,7 +205,7 @@ def knowtuning_records(world=None,  # the world (default: seed 0)
                     'relation': f.r, 'split': q['split'], 'answers': q['answers'], 'kind': kind})
     return out
 
-# %% ../nbs/05_sft.ipynb #e115d10a
+# %% ../nbs/05_sft.ipynb #a85172ba
 def sft_eval_items(world=None,  # the world (default: seed 0)
                    split:str='test'  # whose questions: 'train', 'validation' or 'test' facts
                   )->list:
@@ -241,29 +241,19 @@ def answer_accuracy(model, tokenizer,
     return probe_answers(model, tokenizer, prompted, mode='exact', max_new_tokens=max_new_tokens, batch_size=batch_size,
                          return_items=return_items, extract=final_answer)
 
-# %% ../nbs/05_sft.ipynb #ded446c5
-def _template_regex(t:str)->re.Pattern:
-    parts = re.split(r'(\{s\}|\{o\})', t)
-    body = ''.join('(?P<s>.+?)' if p == '{s}' else '(?P<o>.+?)' if p == '{o}' else re.escape(p) for p in parts)
-    return re.compile('^' + body + '$', re.IGNORECASE)
-
+# %% ../nbs/05_sft.ipynb #4b9c1327
 def parse_fact(world, sentence:str,  # one sentence of the world's language
                lang:str='en'  # 'en' or 'zh'
               )->tuple|None:
-    "`(subject id, relation, object id)` of a sentence said with one of the world's templates, else None."
-    if not hasattr(world, '_parse_cache'):
+    "`(subject id, relation, object id)` of a sentence said with one of the world's templates (the first reading whose names are entities), else None."
+    if not hasattr(world, '_entity_names'):
         names = {l: {} for l in LANGS}
         for e in world.entities.values():
             for l in LANGS: names[l].setdefault(normalize_answer(e.name(l), l), []).append(e.id)
-        pats = [(r.name, l, _template_regex(unicodedata.normalize('NFKC', t))) for r in RELATIONS.values() for l in LANGS for t in r.train[l] + r.heldout[l]]
-        world._parse_cache = (names, pats)
-    names, pats = world._parse_cache
-    s_ = unicodedata.normalize('NFKC', sentence).strip()  # (as `split_answer` gives it: full-width punctuation made plain)
-    for rel, l, pat in pats:
-        if l != lang: continue
-        m = pat.match(s_)
-        if not m: continue
-        subs, objs = names[lang].get(normalize_answer(m['s'], lang), []), names[lang].get(normalize_answer(m['o'], lang), [])
+        world._entity_names = names
+    names = world._entity_names[lang]
+    for s_, rel, o in statement_readings(sentence, lang):
+        subs, objs = names.get(normalize_answer(s_, lang), []), names.get(normalize_answer(o, lang), [])
         if subs and objs: return subs[0], rel, objs[0]
     return None
 
@@ -281,7 +271,7 @@ def fact_precision(world, responses:list,  # `(response, lang)` pairs
             elif t[2] in world.objects(t[0], t[1]): true += 1
     return {'sentences': n, 'true': true / n if n else None, 'unparsed': unparsed}
 
-# %% ../nbs/05_sft.ipynb #6449948d
+# %% ../nbs/05_sft.ipynb #201cecd4
 LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']
 
 @dataclass
@@ -340,7 +330,7 @@ TINY_SFT_RECIPE = dict(model='tiny_lm', epochs=12, batch_size=16, grad_accum=1, 
                        scheduler='linear', lora_r=16, lora_alpha=32, lora_dropout=0.05, train_tokens=list(ANSWER_MARK.values()),
                        context_facts=0, logging_steps=20, seed=0)
 
-# %% ../nbs/05_sft.ipynb #d009ca98
+# %% ../nbs/05_sft.ipynb #f3c1b520
 def base_model_path(cfg:SFTConfig)->str:
     "The base model to load: the cached tiny pretrained model for 'tiny_lm', else the config's path or hub id."
     return str(tiny_lm_path(cfg.world_seed)) if cfg.model == 'tiny_lm' else cfg.model
@@ -371,7 +361,7 @@ def token_ids_of(tokenizer, texts:list  # strings whose tokens should be trainab
     "Sorted ids of every token in `texts`."
     return sorted({i for t in texts for i in tokenizer(t, add_special_tokens=False)['input_ids']})
 
-# %% ../nbs/05_sft.ipynb #8df6842a
+# %% ../nbs/05_sft.ipynb #c1027483
 def _base_dtype(cfg:SFTConfig, device:str, precision:str):
     "Weights of the base: bf16 for 'bf16-pure'; else fp32 on the CPU and for full fine-tuning (mixed precision); the compute dtype under a GPU adapter."
     if precision == 'bf16-pure': return torch.bfloat16
@@ -402,7 +392,7 @@ def sft_model_and_tokenizer(cfg:SFTConfig,  # the run's config
     model.train()
     return model, tok
 
-# %% ../nbs/05_sft.ipynb #0a428ecb
+# %% ../nbs/05_sft.ipynb #5c391550
 def sft_data(cfg:SFTConfig, tokenizer, template:str)->SFTSamples:
     "The training examples of a run: the config's file, or the world's KnowTuning set."
     if cfg.data:
@@ -432,7 +422,7 @@ def sft(config:SFTConfig|None=None,  # the recipe
         merge_adapter(r.out/'final', r.out/'merged', base=base_model_path(cfg))
     return r
 
-# %% ../nbs/05_sft.ipynb #939f1428
+# %% ../nbs/05_sft.ipynb #c8526191
 def load_sft_model(adapter:str|Path,  # an adapter directory (`out/final` of an SFT run)
                    base:str|None=None,  # base model path or hub id (default: the adapter's own `base_model_name_or_path`)
                    quantization:str|None=None,  # load the base in '4bit' / '8bit' (as QLoRA trained it)
@@ -485,7 +475,7 @@ def merge_check(adapter:str|Path,  # an adapter directory
         res.update(vs_trained_quantized=float((got - q)[mask].abs().max()), base_quantization_error=float((full - low)[mask].abs().max()))
     return res
 
-# %% ../nbs/05_sft.ipynb #45f60b3a
+# %% ../nbs/05_sft.ipynb #f99ef579
 def tiny_sft_path(kind:str='knowledge',  # 'vanilla' or 'knowledge'
                   world_seed:int=0,  # which toy world
                   **overrides  # fields of `SFTConfig` that differ from `TINY_SFT_RECIPE`
@@ -499,7 +489,7 @@ def tiny_sft(kind:str='knowledge', world_seed:int=0, device:str='cpu', **overrid
     "The tiny pretrained model with its cached SFT adapter: `(model, tokenizer)`."
     return load_sft_model(tiny_sft_path(kind, world_seed, **overrides), str(tiny_lm_path(world_seed)), device=device)
 
-# %% ../nbs/05_sft.ipynb #f245c495
+# %% ../nbs/05_sft.ipynb #a265a7b0
 def sft_comparison(models:dict,  # name -> model (all sharing `tokenizer`)
                    tokenizer, world=None,  # the world (default: seed 0)
                    template:str='alpaca'  # the template the models were tuned with
@@ -534,7 +524,7 @@ def plot_sft_comparison(rows:list, title:str='held-out answer accuracy'):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/05_sft.ipynb #7bf7b06d
+# %% ../nbs/05_sft.ipynb #0b79662c
 def answer_side_by_side(model,  # a PEFT model (base + adapter)
                         tokenizer, instruction:str, input:str='',
                         template:str='alpaca',  # the template the adapter was tuned with
@@ -571,7 +561,7 @@ def sft_demo(model=None, tokenizer=None, template:str='alpaca'):
     cols = W.HBox([W.VBox([base_out], layout=W.Layout(width='50%')), W.VBox([ad_out], layout=W.Layout(width='50%'))])
     return W.VBox([ins, inp, W.HBox([temp, top_p, top_k]), W.HBox([beams, mx, go]), cols])
 
-# %% ../nbs/05_sft.ipynb #ae9b8535
+# %% ../nbs/05_sft.ipynb #2c9eaeae
 def _run_sft(cfg:SFTConfig):
     "Train, then print one line of summary (on rank 0)."
     r = sft(cfg)

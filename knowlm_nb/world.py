@@ -9,18 +9,19 @@ __all__ = ['SYLLABLES', 'ORG_KINDS', 'INVENTION_ADJ', 'INVENTION_NOUN', 'FIELDS'
            'PORTABILITY', 'FORMATS', 'SPLITS', 'cli_world', 'Relation', 'WorldConfigError', 'WorldConfig', 'Entity',
            'Fact', 'World', 'add_entity', 'draw_places', 'draw_people', 'draw_organisations', 'draw_inventions',
            'draw_triples', 'draw_collaborations', 'split_facts', 'make_world', 'check_world', 'render', 'verbalise',
-           'recall_prompt', 'pretrain_documents', 'fact_records', 'qa_pairs', 'kb_passages', 'alpaca_records',
-           'knowrl_items', 'ie_examples', 'edit_cases', 'validate_record', 'generate_datasets', 'write_world',
-           'plot_world', 'world_demo', 'WorldCommandConfig', 'pipeline_world']
+           'recall_prompt', 'statement_readings', 'pretrain_documents', 'fact_records', 'qa_pairs', 'kb_passages',
+           'alpaca_records', 'knowrl_items', 'ie_examples', 'edit_cases', 'validate_record', 'generate_datasets',
+           'write_world', 'plot_world', 'world_demo', 'WorldCommandConfig', 'pipeline_world']
 
-# %% ../nbs/01_world.ipynb #38af11a9
-import random, hashlib, time
+# %% ../nbs/01_world.ipynb #2938fa7e
+import re, random, hashlib, time, unicodedata
 from collections import Counter
+from functools import lru_cache
 from dataclasses import dataclass, asdict, fields as dc_fields
 from pathlib import Path
 from .core import write_jsonl, write_json, DataFormatError, ConfigError, InputError, stable_hash, config_command
 
-# %% ../nbs/01_world.ipynb #031204b8
+# %% ../nbs/01_world.ipynb #1e18d33e
 SYLLABLES = [('ka','卡'),('lo','洛'),('ren','仁'),('mi','米'),('sa','萨'),('to','托'),('vin','文'),('da','达'),
              ('el','埃'),('na','纳'),('ri','里'),('so','索'),('ta','塔'),('ve','维'),('mo','莫'),('li','利'),
              ('an','安'),('bel','贝'),('cor','科'),('du','杜'),('fa','法'),('gra','格'),('hal','哈'),('ir','伊'),
@@ -37,7 +38,7 @@ FIELDS = [('physics','物理学'),('chemistry','化学'),('astronomy','天文学
           ('engineering','工程学'),('botany','植物学'),('geology','地质学'),('linguistics','语言学'),('music','音乐')]
 LANGS = ('en', 'zh')
 
-# %% ../nbs/01_world.ipynb #894a3d63
+# %% ../nbs/01_world.ipynb #38aa22fa
 @dataclass(frozen=True)
 class Relation:
     "A relation of the world: its types, kind and verbalisers."
@@ -127,7 +128,7 @@ RELATIONS = {r.name: r for r in [
        symmetric=True),
 ]}
 
-# %% ../nbs/01_world.ipynb #4ec2303b
+# %% ../nbs/01_world.ipynb #79314a85
 class WorldConfigError(ConfigError):
     "A `WorldConfig` field is out of range; the message names the field and the expected range."
 
@@ -160,7 +161,7 @@ class WorldConfig:
         if len(sp) != 3 or any((not isinstance(x, (int, float))) or x < 0 for x in sp) or abs(sum(sp) - 1) > 1e-9 or sp[0] == 0:
             raise WorldConfigError(f"WorldConfig.split must be three non-negative shares (train > 0) summing to 1, got {self.split!r}")
 
-# %% ../nbs/01_world.ipynb #2abb2e76
+# %% ../nbs/01_world.ipynb #b3f61f28
 @dataclass(frozen=True)
 class Entity:
     "An entity of the world with its English and Chinese names."
@@ -179,7 +180,7 @@ class Fact:
     o:str  # object entity id
     split:str='train'  # 'train', 'validation' or 'test'
 
-# %% ../nbs/01_world.ipynb #69edbfee
+# %% ../nbs/01_world.ipynb #a0a1a687
 class World:
     "A generated knowledge graph: entities, facts and lookups."
     def __init__(self, config:WorldConfig, entities:dict, facts:list):
@@ -218,7 +219,7 @@ def _unique_names(rng, n, n_syl, used):
 def _en(idx): return ''.join(SYLLABLES[i][0] for i in idx).capitalize()
 def _zh(idx): return ''.join(SYLLABLES[i][1] for i in idx)
 
-# %% ../nbs/01_world.ipynb #56a8ca02
+# %% ../nbs/01_world.ipynb #6d990bed
 def add_entity(ents:dict,  # entity id -> `Entity`, filled in place
                type_:str,  # the entity type, e.g. 'person'
                en:str,  # English name
@@ -229,7 +230,7 @@ def add_entity(ents:dict,  # entity id -> `Entity`, filled in place
     ents[e.id] = e
     return e.id
 
-# %% ../nbs/01_world.ipynb #bcbfd4c4
+# %% ../nbs/01_world.ipynb #395106fd
 def draw_places(rng:random.Random,  # the world's random generator
                 config:WorldConfig,  # sizes
                 ents:dict,  # entities, filled in place
@@ -246,7 +247,7 @@ def draw_places(rng:random.Random,  # the world's random generator
         cities_of[k] = [add_entity(ents, 'city', _en(idx), _zh(idx) + '城') for idx in names]
     return countries, languages, cities_of
 
-# %% ../nbs/01_world.ipynb #b47e25ee
+# %% ../nbs/01_world.ipynb #929873f7
 def draw_people(rng:random.Random,  # the world's random generator
                 config:WorldConfig,  # sizes
                 ents:dict,  # entities, filled in place
@@ -262,7 +263,7 @@ def draw_people(rng:random.Random,  # the world's random generator
         birth[p] = rng.randint(1780, 1940)
     return people, birth
 
-# %% ../nbs/01_world.ipynb #ac8d692d
+# %% ../nbs/01_world.ipynb #4e48c098
 def draw_organisations(rng:random.Random,  # the world's random generator
                        config:WorldConfig,  # sizes
                        ents:dict,  # entities, filled in place
@@ -278,7 +279,7 @@ def draw_organisations(rng:random.Random,  # the world's random generator
         orgs.append((add_entity(ents, 'organisation', f"{_en(idx)} {ken}", f"{_zh(idx)}{kzh}"), fnd))
     return orgs
 
-# %% ../nbs/01_world.ipynb #0dc56fbb
+# %% ../nbs/01_world.ipynb #a607537e
 def draw_inventions(rng:random.Random,  # the world's random generator
                     config:WorldConfig,  # sizes
                     ents:dict  # entities, filled in place
@@ -288,7 +289,7 @@ def draw_inventions(rng:random.Random,  # the world's random generator
     return [add_entity(ents, 'invention', f"{INVENTION_ADJ[a][0]} {INVENTION_NOUN[n][0]}", INVENTION_ADJ[a][1] + INVENTION_NOUN[n][1])
             for a, n in inv_pairs]
 
-# %% ../nbs/01_world.ipynb #dce18c30
+# %% ../nbs/01_world.ipynb #4a687ec1
 def draw_triples(rng:random.Random,  # the world's random generator
                  ents:dict,  # entities, filled in place (with the years the facts need)
                  places:tuple,  # `(countries, languages, cities_of)` from `draw_places`
@@ -325,7 +326,7 @@ def draw_triples(rng:random.Random,  # the world's random generator
         triples += [(p, 'invented', inv), (inv, 'invention_year', year(birth[p] + rng.randint(18, 80)))]
     return triples
 
-# %% ../nbs/01_world.ipynb #56dd2a3f
+# %% ../nbs/01_world.ipynb #e77744c9
 def draw_collaborations(rng:random.Random,  # the world's random generator
                         n:int,  # how many pairs
                         people:list  # person ids
@@ -337,7 +338,7 @@ def draw_collaborations(rng:random.Random,  # the world's random generator
         if (b, a) not in pairs: pairs.add((a, b))
     return sorted(pairs)
 
-# %% ../nbs/01_world.ipynb #34fc27e3
+# %% ../nbs/01_world.ipynb #2a7ea500
 def split_facts(rng:random.Random,  # the world's random generator
                 triples:list,  # `(subject, relation, object)` triples
                 split:tuple  # train / validation / test shares
@@ -350,7 +351,7 @@ def split_facts(rng:random.Random,  # the world's random generator
     split_of = {i: ('train' if r < n_tr else 'validation' if r < n_tr + n_va else 'test') for r, i in enumerate(order)}
     return [Fact(f"f{i:05d}", s, r, o, split_of[i]) for i, (s, r, o) in enumerate(triples)]
 
-# %% ../nbs/01_world.ipynb #67c19cc3
+# %% ../nbs/01_world.ipynb #0ba64746
 def make_world(config:WorldConfig|None=None,  # sizes and seed (default `WorldConfig()`)
                **kwargs  # or the config's fields directly, e.g. `seed=3, n_people=50`
               )->World:
@@ -367,7 +368,7 @@ def make_world(config:WorldConfig|None=None,  # sizes and seed (default `WorldCo
     triples += [(a, 'collaborated_with', b) for a, b in draw_collaborations(rng, config.collaborations, people)]
     return World(config, ents, split_facts(rng, triples, config.split))
 
-# %% ../nbs/01_world.ipynb #e8656e64
+# %% ../nbs/01_world.ipynb #619f4d27
 def check_world(world:World)->list:
     "Return a list of human-readable violations of the world's consistency rules (empty when consistent)."
     bad, E = [], world.entities
@@ -402,7 +403,7 @@ def check_world(world:World)->list:
         bad += [f"name {n!r} ({lang}) is used by {c} entities" for n, c in names.items() if c > 1]
     return bad
 
-# %% ../nbs/01_world.ipynb #7e0b2abf
+# %% ../nbs/01_world.ipynb #07e9f5a0
 def render(template:str,  # a template with `{s}` and `{o}`
            s:str,  # subject text
            o:str|None  # object text (None: cut the sentence before the object)
@@ -437,7 +438,25 @@ def recall_prompt(world:World, fact:Fact, lang:str='en', template:str|None=None)
     r = RELATIONS[fact.r]
     return render(template or r.train[lang][0], world.name(fact.s, lang), None)[0]
 
-# %% ../nbs/01_world.ipynb #03751a34
+# %% ../nbs/01_world.ipynb #62c107aa
+def _template_pattern(t:str)->re.Pattern:
+    parts = re.split(r'(\{s\}|\{o\})', unicodedata.normalize('NFKC', t))
+    body = ''.join('(?P<s>.+?)' if p == '{s}' else '(?P<o>.+?)' if p == '{o}' else re.escape(p) for p in parts)
+    return re.compile(body + r'\Z', re.IGNORECASE)
+
+@lru_cache(maxsize=None)
+def _statement_patterns(lang:str)->tuple:
+    return tuple((r.name, _template_pattern(t)) for r in RELATIONS.values() for t in r.train[lang] + r.heldout[lang])
+
+def statement_readings(sentence:str,  # one sentence
+                       lang:str='en'  # 'en' or 'zh'
+                      )->list:
+    "Every `(subject text, relation, object text)` the sentence can be read as through the world's templates; [] if none fits."
+    if lang not in LANGS: raise ValueError(f"unknown language {lang!r}: expected one of {LANGS}")
+    s = unicodedata.normalize('NFKC', sentence).strip()
+    return [(m['s'], rel, m['o']) for rel, pat in _statement_patterns(lang) if (m := pat.match(s))]
+
+# %% ../nbs/01_world.ipynb #880ea66e
 def _subject_facts(world):
     by = {}
     for f in world.facts:
@@ -469,7 +488,7 @@ def pretrain_documents(world:World,  # the world
                              'entity': eid, 'text': (' ' if lang == 'en' else '').join(sents)})
     return docs
 
-# %% ../nbs/01_world.ipynb #73004b70
+# %% ../nbs/01_world.ipynb #abb1e300
 def _answers(world:World, f:Fact, lang:str)->list:
     "The names in `lang` of every correct object of fact `f`'s subject and relation."
     return [world.name(x, lang) for x in world.objects(f.s, f.r)]
@@ -506,7 +525,7 @@ def _fill(q, s):
     t = q.replace('{s}', s)
     return t[0].upper() + t[1:] if t[0].isascii() and t[0].islower() else t
 
-# %% ../nbs/01_world.ipynb #84fe9879
+# %% ../nbs/01_world.ipynb #c2264d4c
 OPEN_BOOK = {'en': "Answer the question using the passage.\nQuestion: {q}", 'zh': "根据给定的段落回答问题。\n问题：{q}"}
 
 def kb_passages(world:World)->list:
@@ -535,7 +554,7 @@ def knowrl_items(world:World)->list:
              'relation': q['relation'], 'fact_id': q['fact_id'], 'split': q['split']}
             for q in qa_pairs(world) if q['question'] == _fill(RELATIONS[q['relation']].questions[q['lang']][0], q['subject'])]
 
-# %% ../nbs/01_world.ipynb #c6df766f
+# %% ../nbs/01_world.ipynb #6812dae7
 EVENTS = {  # relation -> (event type, {lang: trigger word}, subject role, object role)
     'born_in': ('Birth', {'en': 'born', 'zh': '出生'}, 'person', 'place'),
     'birth_year': ('Birth', {'en': 'born', 'zh': '出生'}, 'person', 'time'),
@@ -584,7 +603,7 @@ def ie_examples(world:World, max_facts:int=3)->list:
                             'relations': rels, 'events': evs, 'fact_ids': [f.id for f in g], 'split': split})
     return out
 
-# %% ../nbs/01_world.ipynb #3b4317e8
+# %% ../nbs/01_world.ipynb #3ea12c70
 PORTABILITY = {  # edited relation -> (second hop relation, {lang: two-hop prompt})
     'born_in': ('located_in', {'en': "The country in which {s} was born is", 'zh': "{s}出生的城市所在的国家是"}),
     'works_for': ('founded_by', {'en': "The founder of the organisation that employs {s} is", 'zh': "{s}所在机构的创始人是"}),
@@ -615,7 +634,7 @@ def edit_cases(world:World)->list:
                         'portability_old_answer': nm(old2[0])})
     return out
 
-# %% ../nbs/01_world.ipynb #045bd1eb
+# %% ../nbs/01_world.ipynb #1753927b
 FORMATS = {
     'pretrain': {'id': str, 'title': str, 'lang': str, 'text': str},
     'pretrain_heldout': {'id': str, 'title': str, 'lang': str, 'text': str},
@@ -661,7 +680,7 @@ def validate_record(rec:dict,  # the record
                 if T[a['start']:a['end']] != a['text']: raise DataFormatError(f"{at}events[{i}] span {j} does not match the text")
     return rec
 
-# %% ../nbs/01_world.ipynb #63556c26
+# %% ../nbs/01_world.ipynb #4fdb33bd
 def generate_datasets(world:World)->dict:
     "Every dataset of the world, by name (see `FORMATS`)."
     return {'pretrain': pretrain_documents(world), 'pretrain_heldout': pretrain_documents(world, heldout=True),
@@ -693,7 +712,7 @@ def write_world(out:str|Path,  # output directory
     write_json(out/'manifest.json', manifest)
     return manifest
 
-# %% ../nbs/01_world.ipynb #29556be2
+# %% ../nbs/01_world.ipynb #ea530bc8
 def plot_world(world:World):
     "Bar chart of facts per relation, stacked by split."
     import matplotlib.pyplot as plt
@@ -711,7 +730,7 @@ def plot_world(world:World):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/01_world.ipynb #c2108387
+# %% ../nbs/01_world.ipynb #02db8870
 def world_demo(world:World|None=None):
     "An ipywidgets explorer: choose an entity and a language, see its facts and its passage."
     import ipywidgets as W
@@ -729,7 +748,7 @@ def world_demo(world:World|None=None):
     show()
     return W.VBox([W.HBox([ent, lang]), out])
 
-# %% ../nbs/01_world.ipynb #b63f03b2
+# %% ../nbs/01_world.ipynb #cdc6a19f
 def _share(x):
     "A split share as the command line gives it ('0.8') as a number; anything else unchanged."
     try: return float(x) if isinstance(x, str) else x
