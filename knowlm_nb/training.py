@@ -231,7 +231,7 @@ def seeded_trainer(base  # a `transformers.Trainer` subclass (TRL's trainers are
 
 # %% ../nbs/03a_training.ipynb #ffebc745
 class TokenCounter:
-    "Wraps a data collator; counts the real (unpadded) tokens of the samples (or preference pairs) it collates."
+    "Wraps a data collator; counts the real (unpadded) tokens of the samples (or preference pairs) it collates; raw prompt rows count as samples only."
     def __init__(self, collate,  # the trainer's data collator
                  max_len:int|None=None  # samples are cut to this length by the collator
                 ):
@@ -241,6 +241,7 @@ class TokenCounter:
         for s in samples:
             if isinstance(s, dict) and 'prompt_ids' in s:  # a preference pair (TRL): the prompt runs with each answer
                 lens = [len(s['prompt_ids']) + len(s['chosen_ids']), len(s['prompt_ids']) + len(s['rejected_ids'])]
+            elif isinstance(s, dict) and 'input_ids' not in s: lens = []  # a raw prompt row (GRPO): its tokens are generated later, not collated
             else: lens = [len(s['input_ids'] if isinstance(s, dict) else s)]
             self.tokens += sum(min(n, self.max_len) if self.max_len else n for n in lens)
         self.samples += len(samples)

@@ -4,12 +4,12 @@ import pytest
 
 HEAVY = ('torch', 'transformers', 'trl', 'peft', 'deepspeed', 'bitsandbytes', 'datasets', 'accelerate', 'matplotlib', 'ipywidgets',
          'jieba', 'opencc')  # (the rhyme scorer loads jieba and OpenCC lazily, on first use)
-LIGHT = ['knowlm_nb', 'knowlm_nb.core', 'knowlm_nb.world', 'knowlm_nb.chunking', 'knowlm_nb.ie', 'knowlm_nb.rhyme',
+LIGHT = ['knowlm_nb', 'knowlm_nb.core', 'knowlm_nb.world', 'knowlm_nb.chunking', 'knowlm_nb.ie', 'knowlm_nb.rhyme', 'knowlm_nb.rewards',
          'knowlm_nb.probe', 'knowlm_nb.training']
 PRESENT = [m for m in LIGHT if importlib.util.find_spec(m) is not None]
 
 def test_light_modules_are_present():
-    assert {'knowlm_nb', 'knowlm_nb.core', 'knowlm_nb.world', 'knowlm_nb.chunking', 'knowlm_nb.rhyme', 'knowlm_nb.probe', 'knowlm_nb.training'} <= set(PRESENT)
+    assert {'knowlm_nb', 'knowlm_nb.core', 'knowlm_nb.world', 'knowlm_nb.chunking', 'knowlm_nb.rhyme', 'knowlm_nb.rewards', 'knowlm_nb.probe', 'knowlm_nb.training'} <= set(PRESENT)
 
 @pytest.mark.parametrize('mod', PRESENT)
 def test_light_import(mod):
