@@ -64,3 +64,11 @@ def test_divisibility_counts_processes(monkeypatch):
     monkeypatch.setenv('WORLD_SIZE', '2')
     GRPOTrainConfig(batch_size=4, num_generations=8)  # 4 × 1 × 2 = 8 completions per round: whole groups
     with pytest.raises(ConfigError, match='4 × 1 × 2 = 8'): GRPOTrainConfig(batch_size=4, num_generations=16)
+
+def test_pipeline_step_from_the_command_line(tmp_path):
+    "The pipeline's GRPO step runs from the installed command (the module alone, no notebook namespace) and writes its section and metrics."
+    r = subprocess.run([str(BIN/'knowlm-nb'), 'pipeline', '--stages', 'grpo', '--out', str(tmp_path/'rep')], capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    md = (tmp_path/'rep'/'report.md').read_text(encoding='utf-8')
+    assert "## GRPO with KnowRL's rewards" in md and 'cold start (before GRPO)' in md
+    assert (tmp_path/'rep'/'figures'/'grpo_curves.png').exists()
