@@ -1,0 +1,145 @@
+"Information extraction: a table of broken outputs with their expected parses, random strings never raise, hand-counted F1, builder rules, the command's bad input, IEPile's record format end to end."
+import json, subprocess, sys
+from pathlib import Path
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from knowlm_nb.ie import (parse_output, score_records, split_schema, sample_negatives, check_schema, world_ie_records, answer_for, parse_tuples,
+                          read_ie_records, TASKS, SchemaError, ie_prompt)
+
+BIN = Path(sys.executable).parent
+NER = ['person', 'city']
+RE_ = ['born_in', 'works_for']
+EE = [{'event_type': 'Birth', 'arguments': ['person', 'place']}]
+E = {'person': [], 'city': []}
+
+# (output, task, schema, expected result in repaired mode (None: unreadable), readable in strict mode)
+BROKEN = [
+    ('{"person": ["Kalo"], "city": ["Sator"]}', 'NER', NER, {'person': ['Kalo'], 'city': ['Sator']}, True),
+    ("{'person': ['Kalo'], 'city': []}", 'NER', NER, {'person': ['Kalo'], 'city': []}, False),
+    ('{"person": ["Kalo",], "city": [],}', 'NER', NER, {'person': ['Kalo'], 'city': []}, False),
+    ('{"person": ["Kalo"], "city": ["Sat', 'NER', NER, {'person': ['Kalo'], 'city': ['Sat']}, False),
+    ('Answer: {"person": ["Kalo"], "city": []} Hope this helps.', 'NER', NER, {'person': ['Kalo'], 'city': []}, False),
+    ('```json\n{"person": ["Kalo"], "city": []}\n```', 'NER', NER, {'person': ['Kalo'], 'city': []}, False),
+    ('{“person”：[“Kalo”]，“city”：[]}', 'NER', NER, {'person': ['Kalo'], 'city': []}, False),
+    ('{"person": "Kalo", "city": []}', 'NER', NER, {'person': ['Kalo'], 'city': []}, True),
+    ('{"person": ["Kalo"]}', 'NER', NER, {'person': ['Kalo'], 'city': []}, True),
+    ('{"Person": ["Kalo"], "City": ["Sator"]}', 'NER', NER, {'person': ['Kalo'], 'city': ['Sator']}, True),
+    ('{"person": ["Kalo"], "country": ["Jolania"], "city": []}', 'NER', NER, {'person': ['Kalo'], 'city': []}, True),
+    ('{"person": ["Kalo", 3, null, ["x"]], "city": []}', 'NER', NER, {'person': ['Kalo', '3'], 'city': []}, True),
+    ('{"person": "NAN", "city": "NAN"}', 'NER', NER, E, True),
+    ('{"person": null, "city": []}', 'NER', NER, E, True),
+    ('{}', 'NER', NER, E, True),
+    ('[{"person": ["Kalo"]}]', 'NER', NER, {'person': ['Kalo'], 'city': []}, False),
+    ('', 'NER', NER, None, False),
+    ('I cannot find any entities.', 'NER', NER, None, False),
+    ('null', 'NER', NER, None, False),
+    ('"person"', 'NER', NER, None, False),
+    ('{"person": ["Kalo"], "city": ["Sator"]} {"person": ["Mina"]}', 'NER', NER, {'person': ['Kalo'], 'city': ['Sator']}, False),
+    ('｛"person": ["Kalo"]｝', 'NER', NER, {'person': ['Kalo'], 'city': []}, False),
+    ('{"born_in": [{"subject": "Kalo", "object": "Sator"}], "works_for": []}', 'RE', RE_, {'born_in': [{'subject': 'Kalo', 'object': 'Sator'}], 'works_for': []}, True),
+    ('{"born_in": [{"head": "Kalo", "tail": "Sator"}], "works_for": []}', 'RE', RE_, {'born_in': [{'subject': 'Kalo', 'object': 'Sator'}], 'works_for': []}, True),
+    ('{"born_in": [{"subject": "Kalo"}], "works_for": []}', 'RE', RE_, {'born_in': [], 'works_for': []}, True),
+    ('{"born_in": ["Kalo, Sator"], "works_for": []}', 'RE', RE_, {'born_in': [], 'works_for': []}, True),
+    ('{"born_in": {"subject": "Kalo", "object": "Sator"}}', 'RE', RE_, {'born_in': [{'subject': 'Kalo', 'object': 'Sator'}], 'works_for': []}, True),
+    ('{"born_in": [{"subject": "Kalo", "object": "Sator"}', 'RE', RE_, {'born_in': [{'subject': 'Kalo', 'object': 'Sator'}], 'works_for': []}, False),
+    ('{"Birth": [{"trigger": "born", "arguments": {"person": "Kalo", "place": "NAN"}}]}', 'EE', EE,
+     {'Birth': [{'trigger': 'born', 'arguments': {'person': 'Kalo', 'place': 'NAN'}}]}, True),
+    ('{"Birth": [{"trigger": "born", "arguments": {"person": ["Kalo", "Mina"], "place": 5}}]}', 'EE', EE,
+     {'Birth': [{'trigger': 'born', 'arguments': {'person': ['Kalo', 'Mina'], 'place': 'NAN'}}]}, True),
+    ('{"Birth": [{"trigger": "born", "arguments": "Kalo"}]}', 'EE', EE, {'Birth': []}, True),
+    ('{"Birth": [{"trigger": 3, "arguments": {}}]}', 'EE', EE, {'Birth': []}, True),
+    ('{"Birth": [{"person": "Kalo", "place": "Sator"}]}', 'EEA', EE, {'Birth': [{'person': 'Kalo', 'place': 'Sator'}]}, True),
+    ('{"Birth": "NAN"}', 'EEA', EE, {'Birth': []}, True),
+]
+
+def test_table_is_big_enough():
+    assert len(BROKEN) >= 30
+
+@pytest.mark.parametrize('output,task,schema,want,strict_ok', BROKEN, ids=[f'{i}' for i in range(len(BROKEN))])
+def test_broken_outputs_parse_as_expected(output, task, schema, want, strict_ok):
+    r = parse_output(output, task, schema, 'repaired')
+    assert r.result == want, r.notes
+    if strict_ok and want is not None and want != json.loads(output): assert r.notes  # every change is said
+    s = parse_output(output, task, schema, 'strict')
+    assert (s.result is not None) == strict_ok
+
+@settings(max_examples=600, deadline=None)
+@given(st.text(max_size=300), st.sampled_from(TASKS))
+def test_random_strings_never_raise(text, task):
+    schema = EE if task in ('EE', 'EEA') else (RE_ if task == 'RE' else NER)
+    for mode in ('strict', 'repaired'):
+        r = parse_output(text, task, schema, mode, text='Kalo was born in Sator.')
+        assert r.result is None or set(r.result) == {s if isinstance(s, str) else s['event_type'] for s in schema}
+    rec = {'id': 'x', 'label': '[]', 'instruction': ie_prompt(task, schema, 'x'), 'output': text}
+    assert score_records([rec], task, 'repaired')['texts'] == 1
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=30), st.builds(lambda a, b: '{' + a + '}' + b, st.text(max_size=40), st.text(max_size=10))), min_size=1, max_size=5))
+def test_scoring_random_outputs_never_raises(outputs):
+    lab = json.dumps([{'entity': 'Kalo', 'entity_type': 'person'}])
+    recs = [{'id': str(i % 2), 'label': lab, 'output': o} for i, o in enumerate(outputs)]
+    for mode in ('strict', 'repaired'):
+        r = score_records([{**x, 'instruction': ie_prompt('NER', NER, 'x')} for x in recs], 'NER', mode)
+        assert 0.0 <= r['P'] <= 1.0 and 0.0 <= r['R'] <= 1.0
+
+def test_hand_counted_f1():
+    lab = lambda *ents: json.dumps([{'entity': e, 'entity_type': t} for e, t in ents])
+    recs = [  # text a: gold 3, two prompts (groups) merged; text b: gold 1, predicted twice (multiset: one match); text c: gold 2, unreadable
+        {'id': 'a', 'label': lab(('Kalo', 'person'), ('Mina', 'person'), ('Sator', 'city')), 'output': '{"person": ["Kalo", "Vinda"]}'},
+        {'id': 'a', 'label': lab(('Kalo', 'person'), ('Mina', 'person'), ('Sator', 'city')), 'output': '{"city": ["Sator"]}'},
+        {'id': 'b', 'label': lab(('Rosel', 'city')), 'output': '{"city": ["Rosel", "Rosel"]}'},
+        {'id': 'c', 'label': lab(('Peul', 'city'), ('Duvin', 'city')), 'output': 'Peul, Duvin'},
+    ]
+    r = score_records(recs, 'NER')
+    assert (r['tp'], r['pred'], r['gold'], r['errors'], r['texts']) == (3, 5, 6, 1, 3)
+    assert r['P'] == pytest.approx(0.6) and r['R'] == pytest.approx(0.5) and r['F1'] == pytest.approx(2 * 0.6 * 0.5 / 1.1)
+    assert r['iepile'] == {'P': 60.0, 'R': 50.0, 'F1': 54.55}
+    assert r['per_label']['city'] == {'P': 2 / 3, 'R': 0.5, 'F1': pytest.approx(4 / 7), 'tp': 2, 'pred': 3, 'gold': 4}
+    rel = [{'id': 'r', 'label': json.dumps([{'head': 'Kalo', 'relation': 'born_in', 'tail': 'Sator'}]),
+            'output': '{"born_in": [{"head": "Kalo", "tail": "Sator"}]}', 'instruction': ie_prompt('RE', RE_, 'x')}]
+    assert score_records(rel, 'RE')['tp'] == 0  # IEPile reads subject/object: a head/tail answer scores as ('', born_in, '')
+    assert score_records(rel, 'RE', 'repaired')['tp'] == 1
+
+def test_builder_rules():
+    assert [len(g) for g in split_schema(list(range(13)), 6)] == [6, 7]
+    assert [len(g) for g in split_schema(list(range(11)), 4)] == [4, 4, 3]
+    assert split_schema(list(range(5)), -1) == [list(range(5))]
+    labels = [f'r{i}' for i in range(14)]
+    draws = [sample_negatives(['r2'], labels, 0.25, (7, k)) for k in range(300)]
+    assert all(d[0] in ('r0', 'r1', 'r2') and 'r2' in d for d in draws)
+    assert sum(len(d) - 1 for d in draws) / 300 == pytest.approx(14 * 0.25 - 0.25, abs=0.5)  # negatives drawn from 13 others, about 13 · 0.25
+    assert draws[5] == sample_negatives(['r2'], labels, 0.25, (7, 5))
+    with pytest.raises(SchemaError, match="EE schema item 0"): check_schema('EE', [3])
+
+def test_world_records_have_iepile_shape_and_perfect_answers_score_100():
+    for task in TASKS:
+        recs = world_ie_records(task, splits=('test',))
+        assert recs and all(set(r) >= {'id', 'task', 'source', 'instruction', 'label'} for r in recs)
+        golds = {r['id']: json.loads(r['label']) for r in recs}
+        perfect = [{**r, 'output': json.dumps(answer_for(task, json.loads(r['instruction'])['schema'], golds[r['id']]))} for r in recs]
+        s = score_records(perfect, task)
+        assert (s if task not in ('EE', 'EEA') else s['argument'])['F1'] == 1.0
+
+def test_old_tuple_format():
+    assert parse_tuples('(Kalo,born_in,Sator)\n(Kalo,works_for,NAN)\nnothing') == [('Kalo', 'born_in', 'Sator')]
+
+def _ie(*args):
+    return subprocess.run([str(BIN/'knowlm-nb'), 'ie', *args], capture_output=True, text=True, timeout=120)
+
+def test_command_build_and_score_and_bad_input(tmp_path):
+    r = _ie('build', '--task', 'RE', '--splits', 'train', '--train', '--out', str(tmp_path/'re.jsonl'))
+    assert r.returncode == 0 and 'with answers' in r.stdout, r.stderr
+    recs = read_ie_records(tmp_path/'re.jsonl', need_output=True)
+    (tmp_path/'pred.jsonl').write_text(''.join(json.dumps(x, ensure_ascii=False) + '\n' for x in recs), encoding='utf-8')
+    r = _ie('score', '--pred', str(tmp_path/'pred.jsonl'), '--task', 'RE')
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s['P'] == 1.0 and s['errors'] == 0  # training outputs are exact answers (recall < 1: negatives sampled, not every label asked)
+    for text, msg in [('{"id": "a"}\n', "missing field 'label'"), ('{"id": "a", "label": "x"}\n', "field 'label' is not JSON"),
+                      ('{"id": "a", "label": "[]", "instruction": "nope", "output": ""}\n', "field 'instruction' must be a prompt JSON")]:
+        (tmp_path/'bad.jsonl').write_text(text, encoding='utf-8')
+        r = _ie('score', '--pred', str(tmp_path/'bad.jsonl'), '--task', 'NER')
+        assert r.returncode == 2 and msg in r.stderr and 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert _ie('score', '--pred', str(tmp_path), '--task', 'NER').returncode == 2
+    assert _ie('build', '--task', 'XX', '--out', 'x').returncode == 2
