@@ -11,7 +11,7 @@ __all__ = ['TASKS', 'SPLIT_NUM', 'INSTRUCTIONS', 'ONEKE_SYSTEM', 'SchemaError', 
            'parse_tuples', 'find_spans', 'rouge2', 'ccks_score', 'read_ie_records', 'predict_records', 'cli_ie',
            'highlight_html', 'ie_demo']
 
-# %% ../nbs/07_ie.ipynb #41362e3d
+# %% ../nbs/07_ie.ipynb #b9491e81
 import re, os, json, math, random, hashlib, unicodedata, argparse
 from collections import Counter
 from dataclasses import dataclass
@@ -19,7 +19,7 @@ from pathlib import Path
 from .core import InputError, DataFormatError, ConfigError, iter_jsonl, write_jsonl, config_command, system_exit_code, run_command
 from .world import make_world, ie_examples, RELATIONS, EVENTS
 
-# %% ../nbs/07_ie.ipynb #01830288
+# %% ../nbs/07_ie.ipynb #9e0edac2
 TASKS = ('NER', 'RE', 'EE', 'EET', 'EEA')
 SPLIT_NUM = {'NER': 6, 'RE': 4, 'EE': 4, 'EET': 4, 'EEA': 4}  # labels per prompt (IEPile's recommended values)
 
@@ -55,7 +55,7 @@ def check_schema(task:str,  # one of TASKS
     if dup: raise SchemaError(f"{task} schema repeats {', '.join(map(repr, dup))}")
     return out
 
-# %% ../nbs/07_ie.ipynb #32470d33
+# %% ../nbs/07_ie.ipynb #c2e4dba8
 def split_schema(labels:list,  # schema items, in order
                  split_num:int  # labels per group (-1: no split)
                 )->list:
@@ -85,7 +85,7 @@ def sample_negatives(positive:list,  # labels with an answer in the text
     picked = set(rng.sample(negatives, min(k, len(negatives))))
     return [l for l in labels if l in pos or l in picked]
 
-# %% ../nbs/07_ie.ipynb #1df26a93
+# %% ../nbs/07_ie.ipynb #82e71c09
 INSTRUCTIONS = {
     'NER': {'en': "Extract every entity of the types in the schema from the input. Answer with a JSON object whose keys are the schema's types, in order, each with the list of entity strings found; use [] for a type with none.",
             'zh': "从输入中抽取属于schema中各类型的所有实体。以JSON对象回答：键为schema中的类型（按原顺序），值为找到的实体字符串列表；某类型没有实体时给出[]。"},
@@ -119,7 +119,7 @@ def oneke_prompt(prompt:str,  # from `ie_prompt`
     "The prompt in the Llama-2 chat template OneKE was tuned with: `[INST] <<SYS>> system <</SYS>> prompt [/INST]`."
     return f"<s>[INST] <<SYS>>\n{system or ONEKE_SYSTEM[lang]}\n<</SYS>>\n\n{prompt} [/INST]"
 
-# %% ../nbs/07_ie.ipynb #beeff122
+# %% ../nbs/07_ie.ipynb #5f300845
 def world_schema(task:str, world=None)->list:
     "The world's schema for a task: entity types, relations, or event types with their roles."
     if task == 'NER': return sorted({e.type for e in (world or make_world()).entities.values() if e.type != 'year'} | {'year'})
@@ -185,7 +185,7 @@ def world_ie_records(task:str, world=None,
             out.append(rec)
     return out
 
-# %% ../nbs/07_ie.ipynb #87903c47
+# %% ../nbs/07_ie.ipynb #711d66d0
 @dataclass
 class IEParse:
     "One parsed output: the answer by label (None when unreadable), what was repaired or dropped, strings absent from the input."
@@ -232,6 +232,17 @@ def _items(task, label, value, notes, schema_item):
             out.append({'trigger': trig, 'arguments': clean} if task == 'EE' else clean)
     return out
 
+_TRAILING_COMMA = re.compile(r',\s*([}\]])')
+
+def _quick_repair(cand:str):
+    "The commonest damage fixed without a parser: single quotes (when there is no double quote) and trailing commas; None if that is not enough."
+    t = cand.replace("'", '"') if '"' not in cand else cand
+    t = _TRAILING_COMMA.sub(r'\1', t)
+    if t == cand: return None
+    try: v, _ = json.JSONDecoder().raw_decode(t)
+    except (ValueError, RecursionError): return None
+    return v if isinstance(v, dict) else None
+
 def parse_output(output:str,  # the model's answer
                  task:str, schema:list,  # the prompt's task and schema (its group)
                  mode:str='repaired',  # 'strict' (IEPile: json.loads or nothing) or 'repaired'
@@ -253,6 +264,9 @@ def parse_output(output:str,  # the model's answer
             obj = v if isinstance(v, dict) else None
             if obj is not None: notes.append('text around the JSON object dropped')
         except (ValueError, RecursionError): obj = None
+        if obj is None:
+            obj = _quick_repair(cand)
+            if obj is not None: notes.append('JSON syntax repaired')
         if obj is None:
             try:
                 import json_repair
@@ -290,7 +304,7 @@ def strings_of(task:str, result:dict)->list:
                 for v in args.values(): out += [x for x in (v if isinstance(v, list) else [v]) if x != 'NAN']
     return out
 
-# %% ../nbs/07_ie.ipynb #1a60f983
+# %% ../nbs/07_ie.ipynb #f5dbc5b4
 def _note_kind(note:str)->str:
     "A repair note without its label and values, for counting."
     return re.sub(r"'[^']*'|\{.*\}", '…', re.sub(r"^[^:{']+: ", '', note))
@@ -408,7 +422,7 @@ def score_records(records:list,  # IEPile records: `id`, `label` (JSON list), `o
         else: res[kind] = block
     return res
 
-# %% ../nbs/07_ie.ipynb #be15a85a
+# %% ../nbs/07_ie.ipynb #133a4c37
 _TUPLE = re.compile(r'[(（]\s*([^,，()（）]+?)\s*[,，]\s*([^,，()（）]+?)\s*[,，]\s*([^,，()（）]+?)\s*[)）]')
 
 def parse_tuples(text:str  # an answer in the older tuple format
@@ -440,7 +454,7 @@ def ccks_score(f1:float,  # micro F1 in [0, 1]
     r = sum(rouge2(p, g) for p, g in zip(pred_texts, gold_texts)) / max(len(gold_texts), 1)
     return 0.5 * f1 + 0.5 * r
 
-# %% ../nbs/07_ie.ipynb #1394e32b
+# %% ../nbs/07_ie.ipynb #2a3af2dd
 def read_ie_records(path:str|Path,  # an IEPile JSONL file
                     need_output:bool=False  # every record must have a string `output`
                    )->list:
@@ -514,7 +528,7 @@ def cli_ie(argv:list|None=None  # arguments after `knowlm-nb ie`
     except SystemExit as err: return system_exit_code(err)
     return run_command('knowlm-nb ie', lambda: {'build': _ie_build, 'predict': _ie_predict, 'score': _ie_score}[a.cmd](a))
 
-# %% ../nbs/07_ie.ipynb #9c280a4a
+# %% ../nbs/07_ie.ipynb #0a4ccf68
 def highlight_html(text:str, spans:list)->str:
     "The text as HTML with each found span marked, and the strings that were not found listed after it."
     import html
