@@ -6,18 +6,18 @@ Docs: https://knowlm-nb.github.io/knowlm_nb/core.html.md"""
 
 # %% auto #0
 __all__ = ['CJK_FONTS', 'STAGES', 'cli_pipeline', 'seed_everything', 'pick_device', 'knowlm_home', 'file_lock', 'stable_hash',
-           'atomic_dir', 'cached_build', 'in_test', 'in_colab', 'InputError', 'ConfigError', 'DataFormatError',
-           'exit_code', 'atomic_write', 'write_json', 'read_json', 'write_jsonl', 'iter_jsonl', 'read_jsonl',
-           'iter_text_blocks', 'Report', 'bench_figures', 'use_cjk_font', 'config_field_help', 'merge_config',
-           'read_config_file', 'config_parser', 'parse_config', 'system_exit_code', 'run_command', 'config_command',
-           'Stage', 'register_stage', 'check_stages', 'PipelineConfig', 'pipeline', 'main']
+           'umask_mode', 'atomic_dir', 'cached_build', 'in_test', 'in_colab', 'InputError', 'ConfigError',
+           'DataFormatError', 'exit_code', 'atomic_write', 'write_json', 'read_json', 'write_jsonl', 'iter_jsonl',
+           'read_jsonl', 'iter_text_blocks', 'Report', 'bench_figures', 'use_cjk_font', 'config_field_help',
+           'merge_config', 'read_config_file', 'config_parser', 'parse_config', 'system_exit_code', 'run_command',
+           'config_command', 'Stage', 'register_stage', 'check_stages', 'PipelineConfig', 'pipeline', 'main']
 
-# %% ../nbs/00_core.ipynb #c681b69b
+# %% ../nbs/00_core.ipynb #49a4515b
 import os, re, sys, json, random, time, types, typing, inspect, tempfile, shutil, hashlib, itertools, linecache
 import contextlib, argparse, importlib, traceback, dataclasses
 from pathlib import Path
 
-# %% ../nbs/00_core.ipynb #a747a556
+# %% ../nbs/00_core.ipynb #dfe3d40e
 def seed_everything(seed:int=0  # the seed for python, numpy and (when loaded) torch
                    )->int:
     "Seed `random`, `numpy` and, if it is already imported, `torch` (all devices)."
@@ -36,7 +36,7 @@ def seed_everything(seed:int=0  # the seed for python, numpy and (when loaded) t
         if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
     return seed
 
-# %% ../nbs/00_core.ipynb #da5ffe47
+# %% ../nbs/00_core.ipynb #253844c3
 def pick_device(prefer:str|None=None  # 'cuda', 'mps' or 'cpu'; default: $KNOWLM_NB_DEVICE, else the best available
                )->str:
     "Return the device to train on: cuda > mps > cpu, unless `prefer` or $KNOWLM_NB_DEVICE says otherwise."
@@ -54,7 +54,7 @@ def pick_device(prefer:str|None=None  # 'cuda', 'mps' or 'cpu'; default: $KNOWLM
     if hasattr(torch.backends, 'mps') and torch.backends.mps.is_available(): return 'mps'
     return 'cpu'
 
-# %% ../nbs/00_core.ipynb #a1d9b45e
+# %% ../nbs/00_core.ipynb #469e7da9
 def knowlm_home()->Path:
     "The cache directory: $KNOWLM_NB_HOME, else `knowlm_nb` under the user cache dir."
     p = os.environ.get('KNOWLM_NB_HOME')
@@ -62,7 +62,7 @@ def knowlm_home()->Path:
     base = os.environ.get('XDG_CACHE_HOME') or (Path.home()/'.cache')
     return Path(base)/'knowlm_nb'
 
-# %% ../nbs/00_core.ipynb #a2caad62
+# %% ../nbs/00_core.ipynb #bb6ca452
 @contextlib.contextmanager
 def file_lock(path:str|Path,  # the lock file (created if missing)
               timeout:float=3600  # seconds to wait before giving up
@@ -91,14 +91,22 @@ def file_lock(path:str|Path,  # the lock file (created if missing)
     finally:
         fh.close()
 
-# %% ../nbs/00_core.ipynb #c8365581
+# %% ../nbs/00_core.ipynb #551c45dc
 def stable_hash(obj, n:int=12  # number of hex digits to keep
                )->str:
     "A short hash of a JSON-serialisable `obj`, stable across runs and machines (keys sorted)."
     s = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(s.encode('utf-8')).hexdigest()[:n]
 
-# %% ../nbs/00_core.ipynb #cef1d054
+# %% ../nbs/00_core.ipynb #ebc5c864
+def umask_mode(directory:bool=False  # a directory (0o777 before the umask) or a file (0o666)
+              )->int:
+    "The mode a plain `open` or `mkdir` gives under the current umask."
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+# %% ../nbs/00_core.ipynb #a43784d7
 @contextlib.contextmanager
 def atomic_dir(path:str|Path  # the directory to (re)create
               ):
@@ -107,6 +115,7 @@ def atomic_dir(path:str|Path  # the directory to (re)create
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f'.{path.name}.', dir=path.parent))
     try:
+        os.chmod(tmp, umask_mode(directory=True))  # (mkdtemp makes it private)
         yield tmp
         old = None
         if path.exists():
@@ -117,7 +126,7 @@ def atomic_dir(path:str|Path  # the directory to (re)create
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
 
-# %% ../nbs/00_core.ipynb #78052008
+# %% ../nbs/00_core.ipynb #508fbb2a
 def cached_build(kind:str,  # family of artefact, e.g. 'tokenizer' or 'tiny_lm'
                  key:dict,  # everything the artefact depends on; hashed into its directory name
                  build,  # `build(tmp_dir: Path)` writes the artefact into `tmp_dir`
@@ -137,7 +146,7 @@ def cached_build(kind:str,  # family of artefact, e.g. 'tokenizer' or 'tiny_lm'
             (tmp/'.complete').write_text(time.strftime('%Y-%m-%dT%H:%M:%S'))
     return final
 
-# %% ../nbs/00_core.ipynb #bbe22aae
+# %% ../nbs/00_core.ipynb #323f1cf3
 def in_test()->bool:
     "True while `nbdev-test` (or pytest with IN_TEST set) runs this code."
     return os.environ.get('IN_TEST', '').strip().lower() not in ('', '0', 'false', 'no')
@@ -146,7 +155,7 @@ def in_colab()->bool:
     "True inside Google Colab."
     return 'google.colab' in sys.modules or 'COLAB_RELEASE_TAG' in os.environ
 
-# %% ../nbs/00_core.ipynb #217cfb76
+# %% ../nbs/00_core.ipynb #d94ff56c
 class InputError(ValueError):
     "Bad input (an argument, a config field, a file or a record): commands print its message and exit 2."
     exit_code = 2
@@ -157,7 +166,7 @@ class ConfigError(InputError):
 class DataFormatError(InputError):
     "A record or file is not in the expected format; the message names the file, line and field."
 
-# %% ../nbs/00_core.ipynb #95faaffe
+# %% ../nbs/00_core.ipynb #779b62e7
 def exit_code(err:BaseException  # the exception a command raised
              )->int:
     "2 for bad input (`InputError`, a missing file, an exception with `exit_code = 2`), else 1."
@@ -165,7 +174,7 @@ def exit_code(err:BaseException  # the exception a command raised
     if isinstance(code, int): return code
     return 2 if isinstance(err, (FileNotFoundError, NotADirectoryError, IsADirectoryError)) else 1
 
-# %% ../nbs/00_core.ipynb #f3309503
+# %% ../nbs/00_core.ipynb #8e4f3763
 @contextlib.contextmanager
 def atomic_write(path:str|Path,  # the file to (re)write
                  mode:str='w',  # 'w' for text (utf-8) or 'wb' for bytes
@@ -175,6 +184,7 @@ def atomic_write(path:str|Path,  # the file to (re)write
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
     try:
+        os.chmod(tmp, umask_mode())  # (mkstemp makes it private)
         with os.fdopen(fd, mode, **({} if 'b' in mode else {'encoding': 'utf-8', 'newline': '\n'})) as f:
             yield f
             f.flush()
@@ -184,7 +194,7 @@ def atomic_write(path:str|Path,  # the file to (re)write
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
-# %% ../nbs/00_core.ipynb #36118874
+# %% ../nbs/00_core.ipynb #98547306
 def write_json(path:str|Path,  # destination
                obj,  # any JSON-serialisable object
                indent:int|None=1  # pretty-printing indent (None: one line)
@@ -203,7 +213,7 @@ def read_json(path:str|Path  # a JSON file
     try: return json.loads(text)
     except json.JSONDecodeError as e: raise DataFormatError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
 
-# %% ../nbs/00_core.ipynb #5672b40c
+# %% ../nbs/00_core.ipynb #543ca368
 def write_jsonl(path:str|Path,  # destination
                 records,  # an iterable of JSON-serialisable dicts
                )->int:
@@ -249,7 +259,7 @@ def read_jsonl(path:str|Path,  # a JSONL file
     "Read a whole JSONL file into a list (see `iter_jsonl` for the checks)."
     return list(iter_jsonl(path, required))
 
-# %% ../nbs/00_core.ipynb #28ed77df
+# %% ../nbs/00_core.ipynb #ef6caee7
 def iter_text_blocks(path:str|Path,  # a UTF-8 text file
                      on_error=None  # `on_error(message)` for a block that is not UTF-8, which is then skipped (default: raise)
                     ):
@@ -273,7 +283,7 @@ def iter_text_blocks(path:str|Path,  # a UTF-8 text file
                 if text is not None: yield text, len(raw)
             pos += len(line)
 
-# %% ../nbs/00_core.ipynb #a7b1fdbe
+# %% ../nbs/00_core.ipynb #eadaa6c9
 class Report:
     "Collects Markdown sections, tables and matplotlib figures, and writes `report.md` with `figures/*.png`."
     def __init__(self, out:str|Path,  # output directory
@@ -323,7 +333,7 @@ class Report:
         write_json(self.out/'metrics.json', self.metrics)
         return self.out/'report.md'
 
-# %% ../nbs/00_core.ipynb #568ba93e
+# %% ../nbs/00_core.ipynb #3d5e2c4b
 def bench_figures(name:str,  # the bench's result name, e.g. 'pretraining'
                   start:str|Path|None=None  # where to start looking upwards for bench/results (default: the working directory)
                  )->dict|None:
@@ -334,7 +344,7 @@ def bench_figures(name:str,  # the bench's result name, e.g. 'pretraining'
         if f.exists(): return read_json(f)
     return None
 
-# %% ../nbs/00_core.ipynb #75b39c1a
+# %% ../nbs/00_core.ipynb #547d1db0
 CJK_FONTS = ['WenQuanYi Micro Hei', 'WenQuanYi Zen Hei', 'Noto Sans CJK SC', 'Noto Sans CJK JP', 'Source Han Sans SC',
              'SimHei', 'Microsoft YaHei', 'PingFang SC', 'Heiti SC', 'AR PL UMing CN']
 
@@ -356,7 +366,7 @@ def use_cjk_font()->str|None:
             return name
     return None
 
-# %% ../nbs/00_core.ipynb #1695d136
+# %% ../nbs/00_core.ipynb #2b50e8b7
 def _class_source(cls)->str:
     "The source of class `cls`: from its file, or from the notebook cell that defined it."
     try: return inspect.getsource(cls)
@@ -377,7 +387,7 @@ def config_field_help(cls  # a dataclass (its dataclass bases are read too)
             if m.group(1) in names: helps[m.group(1)] = m.group(2).strip()
     return helps
 
-# %% ../nbs/00_core.ipynb #f3078473
+# %% ../nbs/00_core.ipynb #aa7c4c79
 def merge_config(config,  # a config dataclass instance, or the class itself (its defaults)
                  overrides:dict|None=None,  # field name -> value
                  where:str='',  # where the overrides come from, for messages (a file name, 'command line')
@@ -395,7 +405,7 @@ def merge_config(config,  # a config dataclass instance, or the class itself (it
     except ConfigError: raise
     except (TypeError, ValueError) as e: raise ConfigError(f"{at}{cls.__name__}: {e}") from None
 
-# %% ../nbs/00_core.ipynb #dca137ce
+# %% ../nbs/00_core.ipynb #33445700
 def read_config_file(path:str|Path  # a .json, .yaml or .yml file holding one mapping of field values
                     )->dict:
     "The field values in a JSON or YAML config file; anything else is a `DataFormatError` naming the file."
@@ -410,7 +420,7 @@ def read_config_file(path:str|Path  # a .json, .yaml or .yml file holding one ma
     if not isinstance(obj, dict): raise DataFormatError(f"{path}: expected a mapping of field names to values, got {type(obj).__name__}")
     return obj
 
-# %% ../nbs/00_core.ipynb #801f52d4
+# %% ../nbs/00_core.ipynb #36a8a324
 def _scalar(s:str):
     "A number if `s` reads as one, else the string."
     for conv in (int, float):
@@ -494,7 +504,7 @@ def parse_config(cls,  # the config dataclass
     except InputError as e: parser.error(str(e))
     return cfg, ns
 
-# %% ../nbs/00_core.ipynb #236d7c70
+# %% ../nbs/00_core.ipynb #dfd85e4a
 def system_exit_code(e:SystemExit  # what argparse (or `sys.exit`) raised
                     )->int:
     "The exit code a `SystemExit` carries: argparse exits 0 after `--help` and 2 on a usage error."
@@ -507,6 +517,9 @@ def run_command(prog:str,  # command name for messages
     try:
         rc = fn()
         return 0 if rc is None else int(rc)
+    except BrokenPipeError:  # the reader went away (`... | head`): stop quietly, and keep Python's exit flush quiet too
+        with contextlib.suppress(OSError, ValueError): os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
@@ -538,7 +551,7 @@ def config_command(cls,  # the stage's config dataclass
     cli.__name__ = cli.__qualname__ = 'cli_' + re.sub(r'\W', '_', prog.split()[-1])
     return cli
 
-# %% ../nbs/00_core.ipynb #e2931b1b
+# %% ../nbs/00_core.ipynb #9d7727ca
 @dataclasses.dataclass(frozen=True)
 class Stage:
     "One stage of knowlm_nb: its command and its pipeline step."
@@ -577,7 +590,7 @@ register_stage('ie', 'knowlm_nb.ie', 'information extraction in the OneKE / IEPi
 register_stage('kb', 'knowlm_nb.rewards', 'build a knowledge base (SQLite, full-text index) for the factuality reward', 'cli_kb')
 register_stage('grpo', 'knowlm_nb.grpo', "GRPO with KnowRL's format, correctness and factuality rewards (or the metre rewards)", 'cli_grpo', 'pipeline_grpo')
 
-# %% ../nbs/00_core.ipynb #f81fc39c
+# %% ../nbs/00_core.ipynb #d4fe33d2
 def check_stages(names:list|None  # stage names asked for (None: all with a pipeline step)
                 )->list:
     "The registered pipeline stages among `names`, in pipeline order; an unknown name is an `InputError` listing the valid ones."
@@ -588,7 +601,7 @@ def check_stages(names:list|None  # stage names asked for (None: all with a pipe
     if not names: raise InputError(f"no stage given; valid stages: {', '.join(valid)}")
     return [n for n in valid if n in names]
 
-# %% ../nbs/00_core.ipynb #4d669c78
+# %% ../nbs/00_core.ipynb #0ee5f039
 @dataclasses.dataclass
 class PipelineConfig:
     "What `knowlm-nb pipeline` runs."
@@ -623,7 +636,7 @@ def _run_pipeline(cfg:PipelineConfig):
 
 cli_pipeline = config_command(PipelineConfig, _run_pipeline, 'knowlm-nb pipeline', 'run every stage end to end and write a report')
 
-# %% ../nbs/00_core.ipynb #6631f7ce
+# %% ../nbs/00_core.ipynb #a0c72d13
 def _strip_launcher_args(argv:list)->list:
     "Drop the `--local_rank N` the deepspeed launcher adds (the rank is in $LOCAL_RANK too)."
     flags = ('--local_rank', '--local-rank')

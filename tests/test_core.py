@@ -165,3 +165,39 @@ def test_text_blocks_round_trip(tmp_path_factory, docs):
 def test_check_stages_is_the_registry():
     assert check_stages(None) == [s.name for s in STAGES.values() if s.pipeline]
     with pytest.raises(InputError, match="unknown stage 'chunking'"): check_stages(['chunking'])
+
+def test_written_files_and_directories_follow_the_umask(tmp_path):
+    "Reports, datasets, cache entries and chunk indexes get the modes a plain open()/mkdir() would give (#18 item 10), not 0600/0700."
+    import subprocess, sys
+    code = f"""
+import os, json
+os.umask(0o027)
+from pathlib import Path
+from knowlm_nb.core import write_json, write_jsonl, atomic_dir
+from knowlm_nb.chunking import IndexedDatasetWriter
+d = Path({str(tmp_path)!r})
+write_json(d/'a.json', {{'x': 1}})
+write_jsonl(d/'b.jsonl', [{{'x': 1}}])
+with atomic_dir(d/'model') as t: (t/'w.bin').write_bytes(b'x')
+w = IndexedDatasetWriter(d/'idx', vocab_size=100)
+w.add([1, 2, 3])
+w.close()
+print(json.dumps({{p.name: oct(p.stat().st_mode & 0o777) for p in sorted(d.iterdir())}}))
+"""
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    modes = json.loads(r.stdout.strip().splitlines()[-1])
+    assert modes == {'a.json': '0o640', 'b.jsonl': '0o640', 'idx.bin': '0o640', 'idx.idx': '0o640', 'model': '0o750'}, modes
+
+def test_piping_to_head_is_quiet(tmp_path):
+    "`knowlm-nb ... | head -1`: the command stops at the closed pipe with status 0 and nothing on stderr (#18 item 10)."
+    import subprocess, sys
+    from pathlib import Path
+    exe = str(Path(sys.executable).parent/'knowlm-nb')
+    import knowlm_nb
+    poems = Path(knowlm_nb.__file__).parent/'data'/'poetry'/'tangshi300.json'  # 300 poems: 300 lines of output
+    p = subprocess.Popen(['bash', '-c', f'"{exe}" rhyme score --file "{poems}" | head -1; exit ${{PIPESTATUS[0]}}'],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = p.communicate(timeout=300)
+    assert p.returncode == 0 and out.count('\n') == 1
+    assert 'BrokenPipe' not in err and 'Traceback' not in err, err
