@@ -12,12 +12,12 @@ __all__ = ['CJK_FONTS', 'STAGES', 'cli_pipeline', 'seed_everything', 'pick_devic
            'merge_config', 'read_config_file', 'config_parser', 'parse_config', 'system_exit_code', 'run_command',
            'config_command', 'Stage', 'register_stage', 'check_stages', 'PipelineConfig', 'pipeline', 'main']
 
-# %% ../nbs/00_core.ipynb #49a4515b
+# %% ../nbs/00_core.ipynb #a15c2aeb
 import os, re, sys, json, random, time, types, typing, inspect, tempfile, shutil, hashlib, itertools, linecache
 import contextlib, argparse, importlib, traceback, dataclasses
 from pathlib import Path
 
-# %% ../nbs/00_core.ipynb #dfe3d40e
+# %% ../nbs/00_core.ipynb #47d77410
 def seed_everything(seed:int=0  # the seed for python, numpy and (when loaded) torch
                    )->int:
     "Seed `random`, `numpy` and, if it is already imported, `torch` (all devices)."
@@ -36,7 +36,7 @@ def seed_everything(seed:int=0  # the seed for python, numpy and (when loaded) t
         if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
     return seed
 
-# %% ../nbs/00_core.ipynb #253844c3
+# %% ../nbs/00_core.ipynb #728369bc
 def pick_device(prefer:str|None=None  # 'cuda', 'mps' or 'cpu'; default: $KNOWLM_NB_DEVICE, else the best available
                )->str:
     "Return the device to train on: cuda > mps > cpu, unless `prefer` or $KNOWLM_NB_DEVICE says otherwise."
@@ -54,7 +54,7 @@ def pick_device(prefer:str|None=None  # 'cuda', 'mps' or 'cpu'; default: $KNOWLM
     if hasattr(torch.backends, 'mps') and torch.backends.mps.is_available(): return 'mps'
     return 'cpu'
 
-# %% ../nbs/00_core.ipynb #469e7da9
+# %% ../nbs/00_core.ipynb #961d1694
 def knowlm_home()->Path:
     "The cache directory: $KNOWLM_NB_HOME, else `knowlm_nb` under the user cache dir."
     p = os.environ.get('KNOWLM_NB_HOME')
@@ -62,10 +62,11 @@ def knowlm_home()->Path:
     base = os.environ.get('XDG_CACHE_HOME') or (Path.home()/'.cache')
     return Path(base)/'knowlm_nb'
 
-# %% ../nbs/00_core.ipynb #bb6ca452
+# %% ../nbs/00_core.ipynb #e1c9eee6
 @contextlib.contextmanager
 def file_lock(path:str|Path,  # the lock file (created if missing)
-              timeout:float=3600  # seconds to wait before giving up
+              timeout:float=3600,  # seconds to wait before giving up
+              message:str|None=None  # said on stderr when the lock is busy (then once a minute while waiting)
              ):
     "Hold an exclusive inter-process lock on `path` for the duration of the `with` block."
     path = Path(path)
@@ -79,26 +80,31 @@ def file_lock(path:str|Path,  # the lock file (created if missing)
             msvcrt.locking(fh.fileno(), msvcrt.LK_LOCK, 1)
             yield path
             return
-        deadline = time.monotonic() + timeout
+        start = time.monotonic()
+        said = None
         while True:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() > deadline: raise TimeoutError(f"could not lock {path} within {timeout}s") from None
+                waited = time.monotonic() - start
+                if waited > timeout: raise TimeoutError(f"could not lock {path} within {timeout}s") from None
+                if message and (said is None or waited - said >= 60):
+                    print(f"{message}: waiting ({waited:.0f}s so far; lock {path})", file=sys.stderr, flush=True)
+                    said = waited
                 time.sleep(0.05)
         yield path
     finally:
         fh.close()
 
-# %% ../nbs/00_core.ipynb #551c45dc
+# %% ../nbs/00_core.ipynb #b91ea431
 def stable_hash(obj, n:int=12  # number of hex digits to keep
                )->str:
     "A short hash of a JSON-serialisable `obj`, stable across runs and machines (keys sorted)."
     s = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(s.encode('utf-8')).hexdigest()[:n]
 
-# %% ../nbs/00_core.ipynb #ebc5c864
+# %% ../nbs/00_core.ipynb #af171674
 def umask_mode(directory:bool=False  # a directory (0o777 before the umask) or a file (0o666)
               )->int:
     "The mode a plain `open` or `mkdir` gives under the current umask."
@@ -106,7 +112,7 @@ def umask_mode(directory:bool=False  # a directory (0o777 before the umask) or a
     os.umask(mask)
     return (0o777 if directory else 0o666) & ~mask
 
-# %% ../nbs/00_core.ipynb #a43784d7
+# %% ../nbs/00_core.ipynb #94b49209
 @contextlib.contextmanager
 def atomic_dir(path:str|Path  # the directory to (re)create
               ):
@@ -126,7 +132,7 @@ def atomic_dir(path:str|Path  # the directory to (re)create
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
 
-# %% ../nbs/00_core.ipynb #508fbb2a
+# %% ../nbs/00_core.ipynb #d3ba060e
 def cached_build(kind:str,  # family of artefact, e.g. 'tokenizer' or 'tiny_lm'
                  key:dict,  # everything the artefact depends on; hashed into its directory name
                  build,  # `build(tmp_dir: Path)` writes the artefact into `tmp_dir`
@@ -138,7 +144,7 @@ def cached_build(kind:str,  # family of artefact, e.g. 'tokenizer' or 'tiny_lm'
     done = final/'.complete'
     if done.exists(): return final
     root.mkdir(parents=True, exist_ok=True)
-    with file_lock(root/f'.{final.name}.lock'):
+    with file_lock(root/f'.{final.name}.lock', message=f"another process is building {kind}/{final.name}"):
         if done.exists(): return final  # someone else built it while we waited
         with atomic_dir(final) as tmp:  # (a directory without .complete is a dead build's leftover: replaced)
             build(tmp)
@@ -146,7 +152,7 @@ def cached_build(kind:str,  # family of artefact, e.g. 'tokenizer' or 'tiny_lm'
             (tmp/'.complete').write_text(time.strftime('%Y-%m-%dT%H:%M:%S'))
     return final
 
-# %% ../nbs/00_core.ipynb #323f1cf3
+# %% ../nbs/00_core.ipynb #53bf6909
 def in_test()->bool:
     "True while `nbdev-test` (or pytest with IN_TEST set) runs this code."
     return os.environ.get('IN_TEST', '').strip().lower() not in ('', '0', 'false', 'no')
@@ -155,7 +161,7 @@ def in_colab()->bool:
     "True inside Google Colab."
     return 'google.colab' in sys.modules or 'COLAB_RELEASE_TAG' in os.environ
 
-# %% ../nbs/00_core.ipynb #d94ff56c
+# %% ../nbs/00_core.ipynb #69cdd0c6
 class InputError(ValueError):
     "Bad input (an argument, a config field, a file or a record): commands print its message and exit 2."
     exit_code = 2
@@ -166,7 +172,7 @@ class ConfigError(InputError):
 class DataFormatError(InputError):
     "A record or file is not in the expected format; the message names the file, line and field."
 
-# %% ../nbs/00_core.ipynb #779b62e7
+# %% ../nbs/00_core.ipynb #1f363ee3
 def exit_code(err:BaseException  # the exception a command raised
              )->int:
     "2 for bad input (`InputError`, a missing file, an exception with `exit_code = 2`), else 1."
@@ -174,7 +180,7 @@ def exit_code(err:BaseException  # the exception a command raised
     if isinstance(code, int): return code
     return 2 if isinstance(err, (FileNotFoundError, NotADirectoryError, IsADirectoryError)) else 1
 
-# %% ../nbs/00_core.ipynb #8e4f3763
+# %% ../nbs/00_core.ipynb #cf464478
 @contextlib.contextmanager
 def atomic_write(path:str|Path,  # the file to (re)write
                  mode:str='w',  # 'w' for text (utf-8) or 'wb' for bytes
@@ -194,7 +200,7 @@ def atomic_write(path:str|Path,  # the file to (re)write
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
-# %% ../nbs/00_core.ipynb #98547306
+# %% ../nbs/00_core.ipynb #325ab190
 def write_json(path:str|Path,  # destination
                obj,  # any JSON-serialisable object
                indent:int|None=1  # pretty-printing indent (None: one line)
@@ -213,7 +219,7 @@ def read_json(path:str|Path  # a JSON file
     try: return json.loads(text)
     except json.JSONDecodeError as e: raise DataFormatError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
 
-# %% ../nbs/00_core.ipynb #543ca368
+# %% ../nbs/00_core.ipynb #4725e4ed
 def write_jsonl(path:str|Path,  # destination
                 records,  # an iterable of JSON-serialisable dicts
                )->int:
@@ -259,7 +265,7 @@ def read_jsonl(path:str|Path,  # a JSONL file
     "Read a whole JSONL file into a list (see `iter_jsonl` for the checks)."
     return list(iter_jsonl(path, required))
 
-# %% ../nbs/00_core.ipynb #ef6caee7
+# %% ../nbs/00_core.ipynb #1523326e
 def iter_text_blocks(path:str|Path,  # a UTF-8 text file
                      on_error=None  # `on_error(message)` for a block that is not UTF-8, which is then skipped (default: raise)
                     ):
@@ -283,7 +289,7 @@ def iter_text_blocks(path:str|Path,  # a UTF-8 text file
                 if text is not None: yield text, len(raw)
             pos += len(line)
 
-# %% ../nbs/00_core.ipynb #eadaa6c9
+# %% ../nbs/00_core.ipynb #933f80cf
 class Report:
     "Collects Markdown sections, tables and matplotlib figures, and writes `report.md` with `figures/*.png`."
     def __init__(self, out:str|Path,  # output directory
@@ -333,7 +339,7 @@ class Report:
         write_json(self.out/'metrics.json', self.metrics)
         return self.out/'report.md'
 
-# %% ../nbs/00_core.ipynb #3d5e2c4b
+# %% ../nbs/00_core.ipynb #4faf6289
 def bench_figures(name:str,  # the bench's result name, e.g. 'pretraining'
                   start:str|Path|None=None  # where to start looking upwards for bench/results (default: the working directory)
                  )->dict|None:
@@ -344,7 +350,7 @@ def bench_figures(name:str,  # the bench's result name, e.g. 'pretraining'
         if f.exists(): return read_json(f)
     return None
 
-# %% ../nbs/00_core.ipynb #547d1db0
+# %% ../nbs/00_core.ipynb #9515ce44
 CJK_FONTS = ['WenQuanYi Micro Hei', 'WenQuanYi Zen Hei', 'Noto Sans CJK SC', 'Noto Sans CJK JP', 'Source Han Sans SC',
              'SimHei', 'Microsoft YaHei', 'PingFang SC', 'Heiti SC', 'AR PL UMing CN']
 
@@ -366,7 +372,7 @@ def use_cjk_font()->str|None:
             return name
     return None
 
-# %% ../nbs/00_core.ipynb #2b50e8b7
+# %% ../nbs/00_core.ipynb #4c2102ef
 def _class_source(cls)->str:
     "The source of class `cls`: from its file, or from the notebook cell that defined it."
     try: return inspect.getsource(cls)
@@ -387,7 +393,7 @@ def config_field_help(cls  # a dataclass (its dataclass bases are read too)
             if m.group(1) in names: helps[m.group(1)] = m.group(2).strip()
     return helps
 
-# %% ../nbs/00_core.ipynb #aa7c4c79
+# %% ../nbs/00_core.ipynb #388d7bbf
 def merge_config(config,  # a config dataclass instance, or the class itself (its defaults)
                  overrides:dict|None=None,  # field name -> value
                  where:str='',  # where the overrides come from, for messages (a file name, 'command line')
@@ -405,7 +411,7 @@ def merge_config(config,  # a config dataclass instance, or the class itself (it
     except ConfigError: raise
     except (TypeError, ValueError) as e: raise ConfigError(f"{at}{cls.__name__}: {e}") from None
 
-# %% ../nbs/00_core.ipynb #33445700
+# %% ../nbs/00_core.ipynb #2050197f
 def read_config_file(path:str|Path  # a .json, .yaml or .yml file holding one mapping of field values
                     )->dict:
     "The field values in a JSON or YAML config file; anything else is a `DataFormatError` naming the file."
@@ -420,7 +426,7 @@ def read_config_file(path:str|Path  # a .json, .yaml or .yml file holding one ma
     if not isinstance(obj, dict): raise DataFormatError(f"{path}: expected a mapping of field names to values, got {type(obj).__name__}")
     return obj
 
-# %% ../nbs/00_core.ipynb #36a8a324
+# %% ../nbs/00_core.ipynb #e09dcc4b
 def _scalar(s:str):
     "A number if `s` reads as one, else the string."
     for conv in (int, float):
@@ -504,7 +510,7 @@ def parse_config(cls,  # the config dataclass
     except InputError as e: parser.error(str(e))
     return cfg, ns
 
-# %% ../nbs/00_core.ipynb #dfd85e4a
+# %% ../nbs/00_core.ipynb #75286bf1
 def system_exit_code(e:SystemExit  # what argparse (or `sys.exit`) raised
                     )->int:
     "The exit code a `SystemExit` carries: argparse exits 0 after `--help` and 2 on a usage error."
@@ -551,7 +557,7 @@ def config_command(cls,  # the stage's config dataclass
     cli.__name__ = cli.__qualname__ = 'cli_' + re.sub(r'\W', '_', prog.split()[-1])
     return cli
 
-# %% ../nbs/00_core.ipynb #9d7727ca
+# %% ../nbs/00_core.ipynb #9f1b7373
 @dataclasses.dataclass(frozen=True)
 class Stage:
     "One stage of knowlm_nb: its command and its pipeline step."
@@ -590,7 +596,7 @@ register_stage('ie', 'knowlm_nb.ie', 'information extraction in the OneKE / IEPi
 register_stage('kb', 'knowlm_nb.rewards', 'build a knowledge base (SQLite, full-text index) for the factuality reward', 'cli_kb')
 register_stage('grpo', 'knowlm_nb.grpo', "GRPO with KnowRL's format, correctness and factuality rewards (or the metre rewards)", 'cli_grpo', 'pipeline_grpo')
 
-# %% ../nbs/00_core.ipynb #d4fe33d2
+# %% ../nbs/00_core.ipynb #ca9f0edb
 def check_stages(names:list|None  # stage names asked for (None: all with a pipeline step)
                 )->list:
     "The registered pipeline stages among `names`, in pipeline order; an unknown name is an `InputError` listing the valid ones."
@@ -601,7 +607,7 @@ def check_stages(names:list|None  # stage names asked for (None: all with a pipe
     if not names: raise InputError(f"no stage given; valid stages: {', '.join(valid)}")
     return [n for n in valid if n in names]
 
-# %% ../nbs/00_core.ipynb #0ee5f039
+# %% ../nbs/00_core.ipynb #62429afa
 @dataclasses.dataclass
 class PipelineConfig:
     "What `knowlm-nb pipeline` runs."
@@ -636,7 +642,7 @@ def _run_pipeline(cfg:PipelineConfig):
 
 cli_pipeline = config_command(PipelineConfig, _run_pipeline, 'knowlm-nb pipeline', 'run every stage end to end and write a report')
 
-# %% ../nbs/00_core.ipynb #a0c72d13
+# %% ../nbs/00_core.ipynb #bdc472a2
 def _strip_launcher_args(argv:list)->list:
     "Drop the `--local_rank N` the deepspeed launcher adds (the rank is in $LOCAL_RANK too)."
     flags = ('--local_rank', '--local-rank')

@@ -201,3 +201,20 @@ def test_piping_to_head_is_quiet(tmp_path):
     out, err = p.communicate(timeout=300)
     assert p.returncode == 0 and out.count('\n') == 1
     assert 'BrokenPipe' not in err and 'Traceback' not in err, err
+
+def test_a_process_waiting_for_a_cache_build_says_so(tmp_path):
+    "Two processes ask for the same artefact: the second waits for the first and says why on stderr (#18 item 9)."
+    import subprocess, sys, time
+    code = ("import sys, time\nfrom pathlib import Path\nfrom knowlm_nb.core import cached_build\n"
+            f"d = cached_build('slow', {{'k': 1}}, lambda t: (time.sleep(float(sys.argv[1])), (t/'x').write_text('done')), home=Path({str(tmp_path)!r}))\n"
+            "print((d/'x').read_text())")
+    first = subprocess.Popen([sys.executable, '-c', code, '3'], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not list((tmp_path/'slow').glob('.*.lock')): time.sleep(0.05)
+    time.sleep(0.3)  # the first process holds the lock once its lock file exists
+    second = subprocess.run([sys.executable, '-c', code, '0'], capture_output=True, text=True, timeout=120)
+    out1, err1 = first.communicate(timeout=120)
+    assert first.returncode == 0 and second.returncode == 0, (err1, second.stderr)
+    assert out1.strip() == second.stdout.strip() == 'done'
+    assert 'another process is building slow/' in second.stderr and 'waiting' in second.stderr
+    assert 'waiting' not in err1
