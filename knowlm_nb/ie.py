@@ -11,15 +11,15 @@ __all__ = ['TASKS', 'SPLIT_NUM', 'INSTRUCTIONS', 'ONEKE_SYSTEM', 'IE_TEMPLATES',
            'score_records', 'parse_tuples', 'find_spans', 'rouge2', 'ccks_score', 'read_ie_records', 'predict_records',
            'cli_ie', 'highlight_html', 'ie_demo']
 
-# %% ../nbs/07_ie.ipynb #4e076a02
-import re, os, json, math, random, hashlib, unicodedata, argparse
+# %% ../nbs/07_ie.ipynb #29f63883
+import re, json, random, hashlib, unicodedata, argparse
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from .core import InputError, DataFormatError, ConfigError, iter_jsonl, write_jsonl, config_command, system_exit_code, run_command
+from .core import InputError, DataFormatError, ConfigError, iter_jsonl, write_jsonl, system_exit_code, run_command
 from .world import make_world, ie_examples, RELATIONS, EVENTS
 
-# %% ../nbs/07_ie.ipynb #cfbe8abc
+# %% ../nbs/07_ie.ipynb #14642aa8
 TASKS = ('NER', 'RE', 'EE', 'EET', 'EEA')
 SPLIT_NUM = {'NER': 6, 'RE': 4, 'EE': 4, 'EET': 4, 'EEA': 4}  # labels per prompt (IEPile's recommended values)
 
@@ -55,7 +55,7 @@ def check_schema(task:str,  # one of TASKS
     if dup: raise SchemaError(f"{task} schema repeats {', '.join(map(repr, dup))}")
     return out
 
-# %% ../nbs/07_ie.ipynb #e8bb2eb5
+# %% ../nbs/07_ie.ipynb #ee9b95f6
 def split_schema(labels:list,  # schema items, in order
                  split_num:int  # labels per group (-1: no split)
                 )->list:
@@ -85,7 +85,7 @@ def sample_negatives(positive:list,  # labels with an answer in the text
     picked = set(rng.sample(negatives, min(k, len(negatives))))
     return [l for l in labels if l in pos or l in picked]
 
-# %% ../nbs/07_ie.ipynb #4f625cdf
+# %% ../nbs/07_ie.ipynb #79d0007d
 INSTRUCTIONS = {
     'NER': {'en': "Extract every entity of the types in the schema from the input. Answer with a JSON object whose keys are the schema's types, in order, each with the list of entity strings found; use [] for a type with none.",
             'zh': "从输入中抽取属于schema中各类型的所有实体。以JSON对象回答：键为schema中的类型（按原顺序），值为找到的实体字符串列表；某类型没有实体时给出[]。"},
@@ -119,7 +119,7 @@ def oneke_prompt(prompt:str,  # from `ie_prompt`
     "The prompt in the Llama-2 chat template OneKE was tuned with: `[INST] <<SYS>> system <</SYS>> prompt [/INST]`."
     return f"<s>[INST] <<SYS>>\n{system or ONEKE_SYSTEM[lang]}\n<</SYS>>\n\n{prompt} [/INST]"
 
-# %% ../nbs/07_ie.ipynb #a60cc713
+# %% ../nbs/07_ie.ipynb #ef2f24d8
 def world_schema(task:str, world=None)->list:
     "The world's schema for a task: entity types, relations, or event types with their roles."
     if task == 'NER': return sorted({e.type for e in (world or make_world()).entities.values() if e.type != 'year'} | {'year'})
@@ -185,7 +185,7 @@ def world_ie_records(task:str, world=None,
             out.append(rec)
     return out
 
-# %% ../nbs/07_ie.ipynb #05e677a7
+# %% ../nbs/07_ie.ipynb #4fd3b733
 @dataclass
 class IEParse:
     "One parsed output: the answer by label (None when unreadable), what was repaired or dropped, strings absent from the input."
@@ -304,7 +304,7 @@ def strings_of(task:str, result:dict)->list:
                 for v in args.values(): out += [x for x in (v if isinstance(v, list) else [v]) if x != 'NAN']
     return out
 
-# %% ../nbs/07_ie.ipynb #585e1d4e
+# %% ../nbs/07_ie.ipynb #4d9de3de
 def _note_kind(note:str)->str:
     "A repair note without its label and values, for counting."
     return re.sub(r"'[^']*'|\{.*\}", '…', re.sub(r"^[^:{']+: ", '', note))
@@ -422,7 +422,7 @@ def score_records(records:list,  # IEPile records: `id`, `label` (JSON list), `o
         else: res[kind] = block
     return res
 
-# %% ../nbs/07_ie.ipynb #a862c7ab
+# %% ../nbs/07_ie.ipynb #4867939c
 _TUPLE = re.compile(r'[(（]\s*([^,，()（）]+?)\s*[,，]\s*([^,，()（）]+?)\s*[,，]\s*([^,，()（）]+?)\s*[)）]')
 
 def parse_tuples(text:str  # an answer in the older tuple format
@@ -454,7 +454,7 @@ def ccks_score(f1:float,  # micro F1 in [0, 1]
     r = sum(rouge2(p, g) for p, g in zip(pred_texts, gold_texts)) / max(len(gold_texts), 1)
     return 0.5 * f1 + 0.5 * r
 
-# %% ../nbs/07_ie.ipynb #0352e274
+# %% ../nbs/07_ie.ipynb #83ed07dd
 def read_ie_records(path:str|Path,  # an IEPile JSONL file
                     need_output:bool=False  # every record must have a string `output`
                    )->list:
@@ -536,7 +536,7 @@ def cli_ie(argv:list|None=None  # arguments after `knowlm-nb ie`
     except SystemExit as err: return system_exit_code(err)
     return run_command('knowlm-nb ie', lambda: {'build': _ie_build, 'predict': _ie_predict, 'score': _ie_score}[a.cmd](a))
 
-# %% ../nbs/07_ie.ipynb #1f04c2f0
+# %% ../nbs/07_ie.ipynb #470b9e27
 def highlight_html(text:str, spans:list)->str:
     "The text as HTML with each found span marked, and the strings that were not found listed after it."
     import html

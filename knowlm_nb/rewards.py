@@ -12,7 +12,7 @@ __all__ = ['GRADE_REWARD', 'JUDGE_PROMPT', 'FACT_PROMPT', 'KNOWRL_REWARDS', 'cli
            'KBRetriever', 'TemplateVerifier', 'NLIVerifier', 'length_penalty', 'factuality_score', 'KnowRLScorer',
            'default_scorer', 'combined_reward', 'factuality_reward', 'explain_html', 'rewards_demo', 'KBConfig']
 
-# %% ../nbs/11_rewards.ipynb #6403a2f2
+# %% ../nbs/11_rewards.ipynb #0c65b96f
 import re, os, json, math, sqlite3, hashlib, unicodedata, urllib.request, urllib.error
 from collections import Counter
 from dataclasses import dataclass
@@ -23,7 +23,7 @@ from .probe import normalize_answer
 from .chunking import split_sentences
 from .world import make_world, kb_passages, knowrl_items, statement_readings, RELATIONS, LANGS
 
-# %% ../nbs/11_rewards.ipynb #de2b249e
+# %% ../nbs/11_rewards.ipynb #6ea7e1ef
 def completion_text(completion  # a string, or a list of {'role', 'content'} messages
                    )->str:
     "The text of a completion: a string as it is; for chat messages, the last assistant message's content."
@@ -36,7 +36,7 @@ def completion_text(completion  # a string, or a list of {'role', 'content'} mes
         return c if isinstance(c, str) else ''
     return '' if completion is None else str(completion)
 
-# %% ../nbs/11_rewards.ipynb #dac3a73e
+# %% ../nbs/11_rewards.ipynb #59210394
 _BLOCK = r'\S(?:(?!<think>|<answer>).)*?'  # non-empty, starts with a non-space, no opening tag after its first character
 _FORMAT = re.compile(rf'<think>\s*{_BLOCK}\s*</think>\s*<answer>\s*{_BLOCK}\s*</answer>\n?\Z', re.DOTALL)
 
@@ -50,7 +50,7 @@ def format_reward(prompts, completions, **kwargs)->list[float]:
     "GRPO reward (TRL's signature): +1 for a completion in KnowRL's think/answer format, −1 otherwise."
     return [1.0 if format_ok(completion_text(c)) else -1.0 for c in completions]
 
-# %% ../nbs/11_rewards.ipynb #636fc97e
+# %% ../nbs/11_rewards.ipynb #7172e0c4
 _ANSWER = re.compile(r'<answer>(.*?)</answer>', re.DOTALL)
 _THINK = re.compile(r'<think>(.*?)</think>', re.DOTALL)
 
@@ -66,7 +66,7 @@ def think_text(text:str  # a completion's text
     m = _THINK.search(text)
     return (m.group(1) if m else text).strip()
 
-# %% ../nbs/11_rewards.ipynb #984123ab
+# %% ../nbs/11_rewards.ipynb #bae9f11f
 GRADE_REWARD = {'CORRECT': 2.0, 'NOT_ATTEMPTED': 1.0, 'INCORRECT': -1.0}
 _HAN = re.compile(r'[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]')
 _REFUSAL = {'en': re.compile(r"\b(?:i\s+(?:do\s*n[o']?t|cannot|can't|am\s+not\s+able\s+to)\s+(?:know|say|tell|answer|recall|remember|determine)"
@@ -106,7 +106,7 @@ class AliasJudge:
             if inside and _extra_length(pred, g, lang) <= self.slack: return 'CORRECT'
         return 'NOT_ATTEMPTED' if is_refusal(predicted, lang) else 'INCORRECT'
 
-# %% ../nbs/11_rewards.ipynb #0d5f66fb
+# %% ../nbs/11_rewards.ipynb #0ff35474
 JUDGE_PROMPT = """You grade an answer to a factual question against the gold answer.
 Question: {question}
 Gold answer (any of these is right): {gold}
@@ -161,7 +161,7 @@ class ChatJudge:
         if g is None: raise JudgeError(f"{self.base_url}: no grade in the reply {reply[:80]!r}")
         return g
 
-# %% ../nbs/11_rewards.ipynb #fa445829
+# %% ../nbs/11_rewards.ipynb #0400384d
 _CORRECTION = {'en': re.compile(r"^(?:(?:no|nope|wait|actually|sorry|correction|oops|rather|i\s+mean|scratch\s+that|let\s+me\s+correct\s+(?:that|myself))\b[\s,:;.!-]*)+", re.IGNORECASE),
                'zh': re.compile(r'^(?:(?:不对|不是|等等|其实|更正|纠正|说错了|我是说|准确地说|应该是)[\s，,：:。！!]*)+')}
 
@@ -217,7 +217,7 @@ class ChatFactExtractor:
         facts = [l.strip()[2:].strip() for l in reply.splitlines() if l.strip().startswith('- ')]
         return list(dict.fromkeys(f for f in facts if fact_words(f) >= self.min_words))
 
-# %% ../nbs/11_rewards.ipynb #ef71cad5
+# %% ../nbs/11_rewards.ipynb #ed1e7a7b
 _TOKEN = re.compile(r'[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[A-Za-z0-9]+|[^\sA-Za-z0-9\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]')
 
 def approx_tokens(text:str  # any text
@@ -321,7 +321,7 @@ def world_kb(world_seed:int=0  # which toy world
     recs = [{'title': p['title'], 'text': p['text']} for p in kb_passages(make_world(seed=world_seed))]
     return cached_build('knowrl_kb', {'world_seed': world_seed, 'version': 1}, lambda d: build_kb(recs, d/'kb.sqlite'))/'kb.sqlite'
 
-# %% ../nbs/11_rewards.ipynb #f46ed423
+# %% ../nbs/11_rewards.ipynb #5e1f5d0e
 def query_terms(text:str,  # the query: title and fact
                 limit:int=48  # most terms
                )->list:
@@ -381,7 +381,7 @@ class KBRetriever:
         self._cache[key] = out
         return out
 
-# %% ../nbs/11_rewards.ipynb #547aebd7
+# %% ../nbs/11_rewards.ipynb #ac0e598c
 _SYMMETRIC = {name for name, r in RELATIONS.items() if r.symmetric}
 
 @lru_cache(maxsize=200_000)
@@ -423,7 +423,7 @@ class NLIVerifier:
         out = self._pipe([{'text': p, 'text_pair': fact} for p in passages], top_k=None, batch_size=self.batch_size, truncation=True)
         return [next(d['score'] for d in res if d['label'].lower() == 'entailment') for res in out]
 
-# %% ../nbs/11_rewards.ipynb #8618f7e6
+# %% ../nbs/11_rewards.ipynb #5b54c138
 def length_penalty(n:int,  # number of facts
                    gamma:int=10  # facts needed for no penalty (FActScore / KnowRL: 10)
                   )->float:
@@ -436,7 +436,7 @@ def factuality_score(supported:list,  # one bool per atomic fact
     "Supported share of the facts times the length penalty; 0 when there are no facts."
     return 0.0 if not supported else sum(map(bool, supported)) / len(supported) * length_penalty(len(supported), gamma)
 
-# %% ../nbs/11_rewards.ipynb #ef8a003c
+# %% ../nbs/11_rewards.ipynb #c3f0617c
 class KnowRLScorer:
     "KnowRL's rewards over a knowledge base, with pluggable judge, fact extractor, retriever and verifier."
     def __init__(self, kb:str|Path|None=None,  # a knowledge base from `build_kb` (default: the world's)
@@ -552,7 +552,7 @@ class KnowRLScorer:
         return {'format': format_reward(None, [text])[0], 'answer': comb['answer'], 'grade': comb['grade'], 'combined': comb['reward'],
                 'factuality': fact['score'], 'facts': fact['facts'], 'problems': dict(counts)}
 
-# %% ../nbs/11_rewards.ipynb #fa01f126
+# %% ../nbs/11_rewards.ipynb #3d75c8ca
 @lru_cache(maxsize=4)
 def default_scorer(world_seed:int=0  # which toy world's knowledge base
                   )->KnowRLScorer:
@@ -569,7 +569,7 @@ def factuality_reward(prompts, completions, **kwargs)->list[float]:
 
 KNOWRL_REWARDS = [format_reward, combined_reward]
 
-# %% ../nbs/11_rewards.ipynb #3f1be159
+# %% ../nbs/11_rewards.ipynb #ee51af0e
 def explain_html(ex:dict  # from `KnowRLScorer.explain`
                 )->str:
     "HTML of one scored completion: the rewards, then each fact with its verdict and the passages it was checked against."
@@ -609,7 +609,7 @@ def rewards_demo(scorer:KnowRLScorer|None=None,  # default: the world's
     fill()
     return W.VBox([pick, text, W.HBox([go, draw]), out])
 
-# %% ../nbs/11_rewards.ipynb #d5780833
+# %% ../nbs/11_rewards.ipynb #e480607d
 @dataclass
 class KBConfig:
     "What `knowlm-nb kb` builds."

@@ -56,3 +56,13 @@ def free_port():
     with socket.socket() as s:
         s.bind(('127.0.0.1', 0))
         return s.getsockname()[1]
+
+@pytest.fixture(scope='module')
+def small_base(tmp_path_factory):
+    "A randomly initialised 2-layer Llama on the world tokenizer, saved: fast training runs (DPO, GRPO) that need no cached tiny model."
+    pytest.importorskip('torch')
+    from knowlm_nb.models import world_tokenizer, tiny_config, build_model, save_model
+    tok = world_tokenizer()
+    d = tmp_path_factory.mktemp('base')/'model'
+    save_model(build_model(tiny_config(tokenizer=tok, hidden_size=64, n_layers=2, n_heads=4, max_position_embeddings=512), seed=0), tok, d)
+    return str(d)

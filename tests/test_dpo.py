@@ -17,14 +17,6 @@ BIN = Path(sys.executable).parent
 def world():
     return make_world()
 
-@pytest.fixture(scope='module')
-def small_base(tmp_path_factory):
-    "A randomly initialised 2-layer Llama on the world tokenizer, saved: fast runs that need no cached tiny model."
-    tok = world_tokenizer()
-    d = tmp_path_factory.mktemp('base')/'model'
-    save_model(build_model(tiny_config(tokenizer=tok, hidden_size=64, n_layers=2, n_heads=4, max_position_embeddings=512), seed=0), tok, d)
-    return str(d)
-
 def test_every_pair_differs_from_its_chosen_answer_by_exactly_its_perturbation(world):
     n = 0
     for n_facts in (1, 2, 3):

@@ -6,17 +6,8 @@ import pytest
 torch = pytest.importorskip('torch')
 from knowlm_nb.grpo import tiny_grpo_path, reward_windows, GRPOTrainConfig, TINY_GRPO_RECIPE
 from knowlm_nb.core import read_json, ConfigError
-from knowlm_nb.models import world_tokenizer, tiny_config, build_model, save_model
 
 BIN = Path(sys.executable).parent
-
-@pytest.fixture(scope='module')
-def small_base(tmp_path_factory):
-    "A randomly initialised 2-layer Llama on the world tokenizer, saved: fast runs that need no cached tiny model."
-    tok = world_tokenizer()
-    d = tmp_path_factory.mktemp('base')/'model'
-    save_model(build_model(tiny_config(tokenizer=tok, hidden_size=64, n_layers=2, n_heads=4, max_position_embeddings=512), seed=0), tok, d)
-    return str(d)
 
 def _grpo(*args, timeout=600):
     return subprocess.run([str(BIN/'knowlm-nb'), 'grpo', *args], capture_output=True, text=True, timeout=timeout)

@@ -4,8 +4,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings, HealthCheck, strategies as st
 
-from knowlm_nb.rewards import (format_reward, format_ok, KnowRLScorer, AliasJudge, ChatJudge, NLIVerifier, TemplateVerifier, KBRetriever,
-                               RuleFactExtractor, build_kb, kb_info, length_penalty, factuality_score, combined_reward, factuality_reward)
+from knowlm_nb.rewards import (format_reward, format_ok, KnowRLScorer, ChatJudge, NLIVerifier, KBRetriever, build_kb, kb_info, length_penalty, factuality_score, combined_reward, factuality_reward)
 from knowlm_nb.core import ConfigError, DataFormatError
 
 BIN = Path(sys.executable).parent
