@@ -592,7 +592,7 @@ register_stage('pretrain', 'knowlm_nb.pretrain', '(continued) pretraining with t
 register_stage('sft', 'knowlm_nb.sft', 'LoRA / QLoRA / full instruction tuning (KnowLM, KnowTuning)', 'cli_sft', 'pipeline_sft')
 register_stage('dpo', 'knowlm_nb.dpo', 'DPO (+ SFT term) on knowledge-comparison pairs (KnowTuning)', 'cli_dpo', 'pipeline_dpo')
 register_stage('rhyme', 'knowlm_nb.rhyme', 'score classical poems for 平仄, 平水韵 rhymes, 对仗 and length', 'cli_rhyme', 'pipeline_rhyme')
-register_stage('ie', 'knowlm_nb.ie', 'information extraction in the OneKE / IEPile format: build records, predict, score', 'cli_ie')
+register_stage('ie', 'knowlm_nb.ie', 'information extraction in the OneKE / IEPile format: build records, predict, score; the tiny IE model', 'cli_ie', 'pipeline_ie')
 register_stage('kb', 'knowlm_nb.rewards', 'build a knowledge base (SQLite, full-text index) for the factuality reward', 'cli_kb')
 register_stage('grpo', 'knowlm_nb.grpo', "GRPO with KnowRL's format, correctness and factuality rewards (or the metre rewards)", 'cli_grpo', 'pipeline_grpo')
 

@@ -143,3 +143,55 @@ def test_command_build_and_score_and_bad_input(tmp_path):
         assert r.returncode == 2 and msg in r.stderr and 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert _ie('score', '--pred', str(tmp_path), '--task', 'NER').returncode == 2
     assert _ie('build', '--task', 'XX', '--out', 'x').returncode == 2
+
+def _cmd(*args, timeout=600):
+    return subprocess.run([str(BIN/'knowlm-nb'), *args], capture_output=True, text=True, timeout=timeout)
+
+def test_command_line_path_build_tune_predict_score(tmp_path, small_base):
+    "The tiny model's path from the shell: IEPile training records are SFT records; the merged model predicts; the scorer reads its answers."
+    ins = 'Extract the entities.'
+    r = _ie('build', '--task', 'NER', '--train', '--splits', 'train', '--instruction', ins, '--out', str(tmp_path/'train.jsonl'))
+    assert r.returncode == 0, r.stderr
+    assert {json.loads(x['instruction'])['instruction'] for x in read_ie_records(tmp_path/'train.jsonl')} == {ins}
+    r = _cmd('sft', '--model', small_base, '--data', str(tmp_path/'train.jsonl'), '--out', str(tmp_path/'run'), '--max-steps', '2',
+             '--batch-size', '4', '--grad-accum', '1', '--merge')
+    assert r.returncode == 0 and 'merged model in' in r.stdout, r.stderr[-2000:]
+    assert _ie('build', '--task', 'NER', '--instruction', ins, '--out', str(tmp_path/'test.jsonl')).returncode == 0
+    r = _ie('predict', '--records', str(tmp_path/'test.jsonl'), '--model', str(tmp_path/'run'/'merged'), '--template', 'alpaca',
+            '--max-new-tokens', '6', '--batch-size', '32', '--out', str(tmp_path/'pred.jsonl'))
+    assert r.returncode == 0, r.stderr[-2000:]
+    pred = read_ie_records(tmp_path/'pred.jsonl', need_output=True)
+    assert len(pred) == len(read_ie_records(tmp_path/'test.jsonl'))
+    r = _ie('score', '--pred', str(tmp_path/'pred.jsonl'), '--task', 'NER', '--mode', 'repaired')
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert s['outputs'] == len(pred) and s['gold'] > 0 and 0 <= s['F1'] <= 1
+    r = _ie('predict', '--records', str(tmp_path/'test.jsonl'), '--model', str(tmp_path/'run'/'merged'), '--template', 'chat', '--out', str(tmp_path/'p2.jsonl'))
+    assert r.returncode == 2 and 'needs a tokenizer with a chat template' in r.stderr and 'Traceback' not in r.stderr, r.stderr
+    assert not (tmp_path/'p2.jsonl').exists()
+
+def test_chat_and_oneke_wrappers():
+    from knowlm_nb.ie import wrap_prompt
+    from knowlm_nb.models import world_tokenizer
+    tok = world_tokenizer()
+    tok.chat_template = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    p = ie_prompt('NER', NER, 'Kalo Renmi was born in Sator.')
+    assert wrap_prompt(p, 'chat', tok) == f'<|user|>{p}<|assistant|>'
+    assert wrap_prompt(p, 'oneke', system='SYS').startswith('<s>[INST] <<SYS>>\nSYS\n<</SYS>>\n\n{"instruction"')
+    assert wrap_prompt(p) == p
+
+def test_tiny_recipe_errors_come_before_training():
+    from knowlm_nb.ie import tiny_ie_path
+    from knowlm_nb.core import ConfigError
+    with pytest.raises(ConfigError, match='unknown recipe field'): tiny_ie_path(epoch=3)
+    with pytest.raises(ConfigError, match='lora_r'): tiny_ie_path(lora=True, lora_r=0)
+
+def test_pipeline_step_from_the_command_line(tmp_path):
+    "The pipeline's IE step runs from the installed command (the module alone) and writes its section, figures and metrics."
+    r = _cmd('pipeline', '--stages', 'ie', '--out', str(tmp_path/'rep'), timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
+    md = (tmp_path/'rep'/'report.md').read_text(encoding='utf-8')
+    assert '## Information extraction (OneKE / IEPile format)' in md and 'tiny IE model' in md and 'untuned base' in md
+    assert (tmp_path/'rep'/'figures'/'ie_f1.png').exists() and (tmp_path/'rep'/'figures'/'ie_loss.png').exists()
+    metrics = json.loads((tmp_path/'rep'/'metrics.json').read_text(encoding='utf-8'))
+    assert {'ner_f1', 're_f1', 'ee_events_f1', 'ee_arguments_f1'} <= set(metrics['ie'])

@@ -68,3 +68,33 @@ def test_colab_notebooks_ask_for_a_gpu_and_are_skipped_by_the_test_run(nb):
     assert not unflagged, f"{nb.name}: code cells {unflagged} are not flagged '#| colab'"
     text = nb.read_text(encoding='utf-8')
     assert 'colab.research.google.com/github/' in text and 'colab-badge.svg' in text  # the Open-in-Colab badge
+
+@pytest.mark.parametrize('nb', COLAB, ids=lambda p: p.name)
+def test_colab_notebooks_match_the_library(nb):
+    "Drift check for the notebooks the test run skips: every knowlm_nb name they import exists, and every keyword they pass to it is a parameter."
+    import importlib, inspect
+    body = '\n'.join(b for _, _, b in code_cells(nb))
+    tree = ast.parse(body)
+    names, bad = {}, []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or '').startswith('knowlm_nb'):
+            mod = importlib.import_module(node.module)
+            for a in node.names:
+                if not hasattr(mod, a.name): bad.append(f"{node.module}.{a.name} does not exist")
+                else: names[a.asname or a.name] = getattr(mod, a.name)
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names): continue
+        fn = names[node.func.id]
+        try: sig = inspect.signature(fn)
+        except (TypeError, ValueError): continue
+        params = sig.parameters
+        if any(p.kind == p.VAR_KEYWORD for p in params.values()):
+            import typing
+            ann = typing.get_type_hints(fn).get('config')  # stages take `config` + field overrides: check the fields of the config class
+            fields = {f for c in getattr(ann, '__args__', (ann,)) if isinstance(c, type) and hasattr(c, '__dataclass_fields__')
+                      for f in c.__dataclass_fields__}
+            if not fields: continue
+            allowed = fields | set(params)
+        else: allowed = set(params)
+        bad += [f"line {node.lineno}: {node.func.id}() has no parameter {k.arg!r}" for k in node.keywords if k.arg and k.arg not in allowed]
+    assert not bad, f"{nb.name}: " + '; '.join(bad)
