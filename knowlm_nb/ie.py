@@ -13,7 +13,7 @@ __all__ = ['TASKS', 'SPLIT_NUM', 'INSTRUCTIONS', 'ONEKE_SYSTEM', 'IE_TEMPLATES',
            'ie_format_strings', 'mix_examples', 'ie_training_records', 'tiny_ie_path', 'ie_evaluation',
            'plot_ie_scores', 'iepile_sft_recipe', 'pipeline_ie', 'highlight_html', 'ie_answerer', 'ie_demo']
 
-# %% ../nbs/07_ie.ipynb #2f911004
+# %% ../nbs/07_ie.ipynb #57dbc408
 import re, json, random, hashlib, unicodedata, argparse
 from collections import Counter
 from dataclasses import dataclass
@@ -21,7 +21,7 @@ from pathlib import Path
 from .core import InputError, DataFormatError, ConfigError, iter_jsonl, write_jsonl, system_exit_code, run_command
 from .world import make_world, ie_examples, RELATIONS, EVENTS
 
-# %% ../nbs/07_ie.ipynb #38edcb06
+# %% ../nbs/07_ie.ipynb #5e2e3408
 TASKS = ('NER', 'RE', 'EE', 'EET', 'EEA')
 SPLIT_NUM = {'NER': 6, 'RE': 4, 'EE': 4, 'EET': 4, 'EEA': 4}  # labels per prompt (IEPile's recommended values)
 
@@ -57,7 +57,7 @@ def check_schema(task:str,  # one of TASKS
     if dup: raise SchemaError(f"{task} schema repeats {', '.join(map(repr, dup))}")
     return out
 
-# %% ../nbs/07_ie.ipynb #ab8d40ef
+# %% ../nbs/07_ie.ipynb #781a64dc
 def split_schema(labels:list,  # schema items, in order
                  split_num:int  # labels per group (-1: no split)
                 )->list:
@@ -87,7 +87,7 @@ def sample_negatives(positive:list,  # labels with an answer in the text
     picked = set(rng.sample(negatives, min(k, len(negatives))))
     return [l for l in labels if l in pos or l in picked]
 
-# %% ../nbs/07_ie.ipynb #4d98a8ad
+# %% ../nbs/07_ie.ipynb #c7547449
 INSTRUCTIONS = {
     'NER': {'en': "Extract every entity of the types in the schema from the input. Answer with a JSON object whose keys are the schema's types, in order, each with the list of entity strings found; use [] for a type with none.",
             'zh': "从输入中抽取属于schema中各类型的所有实体。以JSON对象回答：键为schema中的类型（按原顺序），值为找到的实体字符串列表；某类型没有实体时给出[]。"},
@@ -119,9 +119,10 @@ def oneke_prompt(prompt:str,  # from `ie_prompt`
                  lang:str='en', system:str|None=None  # OneKE's published system prompt, if you have it
                 )->str:
     "The prompt in the Llama-2 chat template OneKE was tuned with: `[INST] <<SYS>> system <</SYS>> prompt [/INST]`."
+    if system is None and lang not in ONEKE_SYSTEM: raise ConfigError(f"no default OneKE system prompt for lang {lang!r} (have: en, zh): pass system=")
     return f"<s>[INST] <<SYS>>\n{system or ONEKE_SYSTEM[lang]}\n<</SYS>>\n\n{prompt} [/INST]"
 
-# %% ../nbs/07_ie.ipynb #d779b8c9
+# %% ../nbs/07_ie.ipynb #4a84f21a
 def world_schema(task:str, world=None)->list:
     "The world's schema for a task: entity types, relations, or event types with their roles."
     if task == 'NER': return sorted({e.type for e in (world or make_world()).entities.values() if e.type != 'year'} | {'year'})
@@ -166,7 +167,7 @@ def world_ie_records(task:str, world=None,
                      neg_ratio:float=0.3,  # with train: chance of each negative label
                      split_num:int|None=None,  # labels per prompt (default: SPLIT_NUM[task])
                      seed:int=0,
-                     instruction:str|None=None,  # another wording for every prompt (default: `INSTRUCTIONS` in the text's language)
+                     instruction:str|dict|None=None,  # another wording for every prompt, or one per language {'en': ..., 'zh': ...} (default: `INSTRUCTIONS`)
                      examples:list|None=None  # IE examples to use instead of the world's own (e.g. from `mix_examples`)
                     )->list:
     "IEPile records `{id, task, source, lang, instruction, label[, output]}` for the world's examples, one per schema group."
@@ -185,12 +186,12 @@ def world_ie_records(task:str, world=None,
         else: labels = list(by_label)
         for gi, group in enumerate(split_schema([by_label[l] for l in labels], split_num or SPLIT_NUM[task])):
             rec = {'id': text_id(ex['text']), 'task': task, 'source': 'world', 'lang': ex['lang'], 'group': gi,
-                   'instruction': ie_prompt(task, group, ex['text'], ex['lang'], instruction), 'label': json.dumps(label, ensure_ascii=False)}
+                   'instruction': ie_prompt(task, group, ex['text'], ex['lang'], instruction.get(ex['lang']) if isinstance(instruction, dict) else instruction), 'label': json.dumps(label, ensure_ascii=False)}
             if train: rec['output'] = json.dumps(answer_for(task, group, label), ensure_ascii=False)
             out.append(rec)
     return out
 
-# %% ../nbs/07_ie.ipynb #39f96881
+# %% ../nbs/07_ie.ipynb #a8e8cee8
 @dataclass
 class IEParse:
     "One parsed output: the answer by label (None when unreadable), what was repaired or dropped, strings absent from the input."
@@ -309,7 +310,7 @@ def strings_of(task:str, result:dict)->list:
                 for v in args.values(): out += [x for x in (v if isinstance(v, list) else [v]) if x != 'NAN']
     return out
 
-# %% ../nbs/07_ie.ipynb #cf167081
+# %% ../nbs/07_ie.ipynb #f70deb06
 def _note_kind(note:str)->str:
     "A repair note without its label and values, for counting."
     return re.sub(r"'[^']*'|\{.*\}", '…', re.sub(r"^[^:{']+: ", '', note))
@@ -427,7 +428,7 @@ def score_records(records:list,  # IEPile records: `id`, `label` (JSON list), `o
         else: res[kind] = block
     return res
 
-# %% ../nbs/07_ie.ipynb #6646265a
+# %% ../nbs/07_ie.ipynb #bfbb690e
 _TUPLE = re.compile(r'[(（]\s*([^,，()（）]+?)\s*[,，]\s*([^,，()（）]+?)\s*[,，]\s*([^,，()（）]+?)\s*[)）]')
 
 def parse_tuples(text:str  # an answer in the older tuple format
@@ -459,9 +460,10 @@ def ccks_score(f1:float,  # micro F1 in [0, 1]
     r = sum(rouge2(p, g) for p, g in zip(pred_texts, gold_texts)) / max(len(gold_texts), 1)
     return 0.5 * f1 + 0.5 * r
 
-# %% ../nbs/07_ie.ipynb #6343e86e
+# %% ../nbs/07_ie.ipynb #838a01b7
 def read_ie_records(path:str|Path,  # an IEPile JSONL file
-                    need_output:bool=False  # every record must have a string `output`
+                    need_output:bool=False,  # every record must have a string `output`
+                    need_instruction:bool=False  # every record must have its prompt (`instruction`), as prediction needs
                    )->list:
     "IEPile records of a file, each checked; `DataFormatError` naming the file and line."
     p = Path(path)
@@ -478,6 +480,7 @@ def read_ie_records(path:str|Path,  # an IEPile JSONL file
             except (TypeError, ValueError): ok = False
             if not ok: raise DataFormatError(f"{p}:{n}: field 'instruction' must be a prompt JSON string with 'schema' and 'input'")
         if need_output and not isinstance(r.get('output'), str): raise DataFormatError(f"{p}:{n}: field 'output' must be a string (the model's answer)")
+        if need_instruction and 'instruction' not in r: raise DataFormatError(f"{p}:{n}: missing field 'instruction' (the prompt to answer)")
         out.append(r)
     if not out: raise DataFormatError(f"{p}: no records")
     return out
@@ -498,8 +501,10 @@ def wrap_prompt(prompt:str,  # an IEPile prompt (from `ie_prompt`)
     if template == 'chat' and not getattr(tokenizer, 'chat_template', None): raise ConfigError("template 'chat' needs a tokenizer with a chat template")
     return build_prompt(prompt, tokenizer=tokenizer, template=template)
 
-def predict_records(records:list, model,  # a model path or hub id, or a loaded model
-                    max_new_tokens:int=128, batch_size:int=16,
+def predict_records(records:list,  # IEPile records with `instruction` (the prompt)
+                    model,  # a model path or hub id, or a loaded model
+                    max_new_tokens:int=128,  # most tokens per answer
+                    batch_size:int=16,  # prompts generated together
                     template:str='plain',  # see `wrap_prompt`
                     lang:str='en',  # OneKE's system prompt language for records without `lang`
                     tokenizer=None,  # with a loaded model: its tokenizer
@@ -508,11 +513,32 @@ def predict_records(records:list, model,  # a model path or hub id, or a loaded 
                    )->list:
     "Each record with `output`: the model's greedy answer to its prompt in the given template (progress on stderr)."
     if template not in IE_TEMPLATES: raise ConfigError(f"template must be one of {', '.join(IE_TEMPLATES)}, got {template!r}")
+    for name, v in (('max_new_tokens', max_new_tokens), ('batch_size', batch_size)):
+        if not (isinstance(v, int) and v >= 1): raise ConfigError(f"{name} must be a positive integer, got {v!r}")
+    missing = next((i for i, r in enumerate(records) if not isinstance(r.get('instruction'), str)), None)
+    if missing is not None: raise InputError(f"record {missing} has no 'instruction' (the prompt to answer)")
+    if template == 'oneke' and system is None:  # (checked before a model loads)
+        for r in records: oneke_prompt('', r.get('lang', lang))
+    import sys
     from tqdm.auto import tqdm
     from knowlm_nb.models import load_model, load_tokenizer, generate
-    if isinstance(model, (str, Path)): m, tok = load_model(str(model), quantization=quantization), load_tokenizer(str(model))
-    else: m, tok = model, tokenizer
+    if isinstance(model, (str, Path)):
+        if tokenizer is not None: raise ConfigError("tokenizer= goes with a loaded model; a path or hub id brings its own")
+        m, tok = load_model(str(model), quantization=quantization), load_tokenizer(str(model))
+    else:
+        if tokenizer is None: raise ConfigError("a loaded model needs its tokenizer= (or pass the model's path)")
+        if quantization: raise ConfigError("quantization= applies when loading from a path; this model is already loaded")
+        m, tok = model, tokenizer
     prompts = [wrap_prompt(r['instruction'], template, tok, r.get('lang', lang), system) for r in records]
+    window = getattr(getattr(m, 'config', None), 'max_position_embeddings', None)
+    if window:
+        sizes = [len(tok(p, add_special_tokens=False)['input_ids']) + 1 for p in prompts]
+        over = [i for i, n in enumerate(sizes) if n >= window]
+        if over: raise InputError(f"record {over[0]} (id {records[over[0]].get('id')}): the prompt has {sizes[over[0]]} tokens, the model's window "
+                                  f"is {window} ({len(over)} record(s) too long): shorten the text or split the schema")
+        cut = sum(n + max_new_tokens > window for n in sizes)
+        if cut: print(f"predict: {cut} of {len(prompts)} prompts leave fewer than {max_new_tokens} positions in the model's window of {window}: "
+                      f"their answers may be cut short", file=sys.stderr)
     outs = []
     for i in tqdm(range(0, len(prompts), batch_size), desc='predict', unit='batch', disable=len(prompts) <= batch_size):
         outs += generate(m, tok, prompts[i:i + batch_size], max_new_tokens=max_new_tokens)
@@ -524,7 +550,8 @@ def _ie_build(a):
     print(f"{a.out}: {n} {a.task} records ({len({r['id'] for r in recs})} texts{', with answers' if a.train else ''})")
 
 def _ie_predict(a):
-    n = write_jsonl(a.out, predict_records(read_ie_records(a.records), a.model, a.max_new_tokens, a.batch_size, a.template, quantization=a.quantization))
+    n = write_jsonl(a.out, predict_records(read_ie_records(a.records, need_instruction=True), a.model, a.max_new_tokens, a.batch_size, a.template,
+                                           a.lang, quantization=a.quantization, system=a.system))
     print(f"{a.out}: {n} records with the model's outputs")
 
 def _ie_score(a):
@@ -552,6 +579,8 @@ def cli_ie(argv:list|None=None  # arguments after `knowlm-nb ie`
     d.add_argument('--max-new-tokens', type=int, default=128)
     d.add_argument('--batch-size', type=int, default=16)
     d.add_argument('--quantization', default=None, choices=['4bit', '8bit'], help='load the model quantized (bitsandbytes)')
+    d.add_argument('--system', default=None, help="with --template oneke: the system prompt (e.g. OneKE's published one; default: ours)")
+    d.add_argument('--lang', default='en', help="with --template oneke: the system prompt's language for records without 'lang'")
     d.add_argument('--template', default='plain', choices=list(IE_TEMPLATES),
                    help="plain prompt JSON, the SFT stage's Alpaca template, the tokenizer's chat template, or OneKE's chat wrapper")
     s = sub.add_parser('score', help='P/R/F1 of a prediction file (JSON on stdout)')
@@ -563,12 +592,13 @@ def cli_ie(argv:list|None=None  # arguments after `knowlm-nb ie`
     except SystemExit as err: return system_exit_code(err)
     return run_command('knowlm-nb ie', lambda: {'build': _ie_build, 'predict': _ie_predict, 'score': _ie_score}[a.cmd](a))
 
-# %% ../nbs/07_ie.ipynb #7c706b73
+# %% ../nbs/07_ie.ipynb #13ae2211
 TINY_IE_TASKS = ('NER', 'RE', 'EE')
 TINY_IE_INSTRUCTIONS = {'NER': 'Extract the entities.', 'RE': 'Extract the relations.', 'EE': 'Extract the events.',
                         'EET': 'Extract the event triggers.', 'EEA': 'Extract the event arguments.'}
 
-def ie_format_strings(tasks:tuple=TINY_IE_TASKS, world=None,
+def ie_format_strings(tasks:tuple=TINY_IE_TASKS,  # the tasks trained
+                      world=None,  # whose schemas (default: seed 0)
                       instructions:dict|None=None  # task -> instruction wording (default: ours)
                      )->list:
     "Strings holding every token of the prompt and answer format (JSON punctuation, keys, labels, instructions) for `train_tokens`."
@@ -577,22 +607,26 @@ def ie_format_strings(tasks:tuple=TINY_IE_TASKS, world=None,
            '{"": [], "": ["", ""], "": [{"subject": "", "object": ""}], "": [{"trigger": "", "arguments": {"": "NAN", "": ["", ""]}}]}']
     for t in tasks:
         out += [json.dumps(s, ensure_ascii=False) for s in world_schema(t, world)]
-        out += [instructions[t]] if instructions else list(INSTRUCTIONS[t].values())
+        ins = (instructions or {}).get(t)
+        out += list(ins.values()) if isinstance(ins, dict) else [ins] if ins else list(INSTRUCTIONS[t].values())
     return out
 
 def mix_examples(examples:list,  # IE examples (`ie_examples` format)
                  n:int,  # how many mixed examples to make
-                 seed:int=0,
-                 most:int=3  # at most this many texts joined
+                 seed:int=0,  # the draw of texts
+                 most:int=2  # at most this many texts joined (at least two)
                 )->list:
-    "New IE examples, each one to `most` of the given texts of one language joined (a space between English ones), labels merged, spans shifted."
+    "New IE examples, each two to `most` given texts of one language and split joined (a space between English ones), labels merged, spans shifted."
+    if most < 2: raise ConfigError(f"most must be at least 2 (a mix joins texts), got {most}")
     rng = random.Random(seed)
-    by_lang = {}
-    for e in examples: by_lang.setdefault(e['lang'], []).append(e)
-    langs, out = sorted(by_lang), []
+    groups = {}
+    for e in examples: groups.setdefault((e['lang'], e['split']), []).append(e)
+    keys = sorted(k for k, v in groups.items() if len(v) >= 2)
+    if n and not keys: raise InputError("mix_examples needs at least two texts of one language and split")
+    out = []
     for i in range(n):
-        lang = langs[i % len(langs)]
-        parts = rng.sample(by_lang[lang], min(rng.randint(1, most), len(by_lang[lang])))
+        lang, split = keys[i % len(keys)]
+        parts = rng.sample(groups[(lang, split)], min(rng.randint(2, most), len(groups[(lang, split)])))
         sep = ' ' if lang == 'en' else ''
         text, ents, rels, evs = '', [], [], []
         for p in parts:
@@ -603,14 +637,17 @@ def mix_examples(examples:list,  # IE examples (`ie_examples` format)
             rels += [dict(r) for r in p['relations']]
             evs += [{**ev, 'trigger': shift(ev['trigger']), 'arguments': [shift(a) for a in ev['arguments']]} for ev in p['events']]
         out.append({'id': f'mix{i:05d}', 'text': text, 'lang': lang, 'entities': ents, 'relations': rels, 'events': evs,
-                    'fact_ids': [f for p in parts for f in p.get('fact_ids', [])], 'split': parts[0]['split']})
+                    'fact_ids': [f for p in parts for f in p.get('fact_ids', [])], 'split': split})
     return out
 
-def ie_training_records(tasks:tuple=TINY_IE_TASKS, world_seed:int=0,  # the world whose training texts are used
+def ie_training_records(tasks:tuple=TINY_IE_TASKS,  # the tasks, each text asked in each
+                        world_seed:int=0,  # the world whose training texts are used
                         mixed:int=0,  # also this many texts joined from its training texts (`mix_examples`)
                         other_worlds:int=0,  # also every text of worlds world_seed+1 .. world_seed+other_worlds (new names)
                         instructions:dict|None=None,  # task -> instruction wording (default: ours)
-                        neg_ratio:float=0.3, seed:int=0)->list:
+                        neg_ratio:float=0.3,  # chance of each negative label (`sample_negatives`)
+                        seed:int=0  # negatives, mixes and the order
+                       )->list:
     "SFT records (`instruction`: the IEPile prompt, `output`: its answer) for several tasks and worlds, in a seeded order."
     out = []
     for k in range(other_worlds + 1):
@@ -624,8 +661,8 @@ def ie_training_records(tasks:tuple=TINY_IE_TASKS, world_seed:int=0,  # the worl
     random.Random(seed).shuffle(out)
     return out
 
-# %% ../nbs/07_ie.ipynb #e485c98d
-TINY_IE_RECIPE = dict(tasks=list(TINY_IE_TASKS), mixed=1000, other_worlds=0, instructions=TINY_IE_INSTRUCTIONS,  # data
+# %% ../nbs/07_ie.ipynb #f4fb0c6f
+TINY_IE_RECIPE = dict(tasks=list(TINY_IE_TASKS), mixed=800, other_worlds=0, instructions=TINY_IE_INSTRUCTIONS,  # data
                       model='tiny_lm', lora=False, lora_r=64, lora_alpha=128, lora_dropout=0.0, lr=2e-3, epochs=3, batch_size=8,
                       grad_accum=1, max_len=512, warmup_steps=20, scheduler='linear', logging_steps=50, seed=0)  # SFT
 _IE_DATA_FIELDS = ('tasks', 'mixed', 'other_worlds', 'instructions')
@@ -633,41 +670,43 @@ _IE_DATA_FIELDS = ('tasks', 'mixed', 'other_worlds', 'instructions')
 def tiny_ie_path(world_seed:int=0,  # which toy world (its tiny pretrained model and its texts)
                  **overrides  # fields of `TINY_IE_RECIPE` to change
                 )->Path:
-    "The tiny IE model (cached): the tiny pretrained model tuned on `ie_training_records` by the SFT stage, the adapter merged."
-    import shutil
+    "The tiny IE model (cached): the recipe's base (the tiny pretrained model) tuned on `ie_training_records` by the SFT stage (an adapter merged)."
+    import shutil, dataclasses
     from knowlm_nb.core import cached_build, merge_config
-    from knowlm_nb.sft import SFTConfig, sft, merge_adapter
+    from knowlm_nb.sft import SFTConfig, sft, merge_adapter, base_model_path
     from knowlm_nb.training import cached_training
-    from knowlm_nb.pretrain import tiny_lm_path
     unknown = sorted(set(overrides) - set(TINY_IE_RECIPE))
     if unknown: raise ConfigError(f"tiny_ie_path: unknown recipe field(s) {', '.join(unknown)} (known: {', '.join(TINY_IE_RECIPE)})")
     recipe = {**TINY_IE_RECIPE, **overrides, 'world_seed': world_seed}
     data = {k: recipe.pop(k) for k in _IE_DATA_FIELDS}
     w = make_world(seed=world_seed)
     if recipe['lora']: recipe['train_tokens'] = ie_format_strings(tuple(data['tasks']), w, data['instructions'])
-    merge_config(SFTConfig, recipe)  # an unknown field or a bad value fails here, before any training
-    base = str(tiny_lm_path(world_seed))
+    cfg = merge_config(SFTConfig, recipe)  # an unknown field or a bad value fails here, before any training
+    base = base_model_path(cfg)  # (the tiny pretrained model is built here on first use)
+    key = {**{k: v for k, v in dataclasses.asdict(cfg).items() if k != 'out'}, **data, 'base': base}  # every field, defaults included
     def train(out):
         path = Path(out)/'ie_train.jsonl'
         path.parent.mkdir(parents=True, exist_ok=True)
         write_jsonl(path, ie_training_records(tuple(data['tasks']), world_seed, data['mixed'], data['other_worlds'], data['instructions'],
                                               seed=recipe['seed']))
         return sft(SFTConfig(out=out, data=str(path), **recipe))
-    tuned = cached_training('tiny_ie_tuned', {**recipe, **data, 'base': base}, train, version=1)
+    tuned = cached_training('tiny_ie_tuned', key, train, version=2)
     if not recipe['lora']: return tuned
     def merge(d):
         merge_adapter(tuned, d/'model', base=base)
         for f in ('build.json', 'log_history.json'): shutil.copy(tuned.parent/f, d/f)
     return cached_build('tiny_ie', {'adapter': str(tuned), 'version': 1}, merge)/'model'
 
-# %% ../nbs/07_ie.ipynb #1427ebd7
+# %% ../nbs/07_ie.ipynb #63285725
 def ie_evaluation(model,  # a model path or hub id, or a loaded model
                   tokenizer=None,  # with a loaded model: its tokenizer
-                  world=None, tasks:tuple=TINY_IE_TASKS,
+                  world=None,  # the world whose held-out texts are asked (default: seed 0)
+                  tasks:tuple=TINY_IE_TASKS,  # the tasks to ask
                   splits:tuple=('test',),  # the world's example splits to ask about
                   template:str='alpaca',  # see `wrap_prompt`
                   instructions:dict|None=None,  # task -> instruction wording (default: ours)
-                  max_new_tokens:int=192, batch_size:int=32,
+                  max_new_tokens:int=192,  # most tokens per answer
+                  batch_size:int=32,  # prompts generated together
                   name:str='model',  # the model's name in the rows
                   system:str|None=None  # with template 'oneke': the system prompt
                  )->tuple:
@@ -678,14 +717,15 @@ def ie_evaluation(model,  # a model path or hub id, or a loaded model
         recs = world_ie_records(t, world, splits, instruction=(instructions or {}).get(t))
         preds[t] = predict_records(recs, model, max_new_tokens, batch_size, template, tokenizer=tokenizer, system=system)
         s, fixed = score_records(preds[t], t, 'strict'), score_records(preds[t], t, 'repaired')
-        for kind in (('event', 'argument') if t in ('EE', 'EEA') else (None,)):
+        for kind in {'EE': ('event', 'argument'), 'EEA': ('argument',)}.get(t, (None,)):  # (EEA asks only the gold event types)
             a, b = (s[kind], fixed[kind]) if kind else (s, fixed)
             rows.append({'model': name, 'task': f'{t} {kind}s' if kind else t, 'texts': s['texts'], 'prompts': len(recs), 'errors': s['errors'],
                          'P': round(a['P'], 3), 'R': round(a['R'], 3), 'F1': round(a['F1'], 3), 'F1 repaired': round(b['F1'], 3)})
     return rows, preds
 
 def plot_ie_scores(rows:list,  # from `ie_evaluation` (one or more models)
-                   title:str='held-out F1 per task'):
+                   title:str='held-out F1 per task'  # the figure's title
+                  ):
     "Bars of strict and repaired F1 per task, one group per model."
     import matplotlib.pyplot as plt
     models, tasks = list(dict.fromkeys(r['model'] for r in rows)), list(dict.fromkeys(r['task'] for r in rows))
@@ -693,9 +733,9 @@ def plot_ie_scores(rows:list,  # from `ie_evaluation` (one or more models)
     width = 0.8 / (2 * len(models))
     for j, m in enumerate(models):
         for k, key in enumerate(('F1', 'F1 repaired')):
-            vals = [next((r[key] for r in rows if r['model'] == m and r['task'] == t), 0) for t in tasks]
-            pos = [i + (2 * j + k - len(models) + 0.5) * width for i in range(len(tasks))]
-            bars = ax.bar(pos, vals, width, label=f'{m}: {"strict" if key == "F1" else "repaired"}', alpha=0.55 + 0.45 * k)
+            have = [(i, r[key]) for i, t in enumerate(tasks) for r in rows if r['model'] == m and r['task'] == t]  # (a task not asked: no bar)
+            pos = [i + (2 * j + k - len(models) + 0.5) * width for i, _ in have]
+            bars = ax.bar(pos, [v for _, v in have], width, label=f'{m}: {"strict" if key == "F1" else "repaired"}', alpha=0.55 + 0.45 * k)
             ax.bar_label(bars, fmt='%.2f', fontsize=7)
     ax.set_xticks(range(len(tasks)), tasks)
     ax.set_ylim(0, 1.08)
@@ -705,17 +745,20 @@ def plot_ie_scores(rows:list,  # from `ie_evaluation` (one or more models)
     fig.tight_layout()
     return fig
 
-# %% ../nbs/07_ie.ipynb #69e2286b
-def iepile_sft_recipe(**overrides):
-    "IEPile's LoRA fine-tuning settings as an `SFTConfig`: r 16, α 32, dropout 0.05, lr 5e-5, 10 epochs, 24 × 4 per device, clip 0.5, cut-off 700."
+# %% ../nbs/07_ie.ipynb #d167290f
+def iepile_sft_recipe(**overrides  # fields of `SFTConfig` to set or change (model, data, out, ...)
+                     ):
+    "IEPile's LoRA fine-tuning settings as an `SFTConfig`: chat template, r 16, α 32, dropout 0.05, lr 5e-5, 10 epochs, 24 × 4 per device, clip 0.5, cut-off 700."
     from knowlm_nb.core import merge_config
     from knowlm_nb.sft import SFTConfig
     base = dict(lora=True, lora_r=16, lora_alpha=32, lora_dropout=0.05, lr=5e-5, epochs=10, batch_size=24, grad_accum=4,
-                max_grad_norm=0.5, max_len=700, precision='auto', template='alpaca', warmup_steps=0)
+                max_grad_norm=0.5, max_len=700, precision='auto', template='chat', warmup_steps=0)
     return merge_config(SFTConfig, {**base, **overrides})
 
-# %% ../nbs/07_ie.ipynb #7fc1871a
-def pipeline_ie(report, ctx:dict):
+# %% ../nbs/07_ie.ipynb #a048a7f4
+def pipeline_ie(report,  # the pipeline's `Report`
+                ctx:dict  # the pipeline's shared state (`seed`, optionally `world`)
+               ):
     "Pipeline stage: the tiny IE model (built or cached) against the untuned base on the world's held-out texts, per task."
     import time
     from knowlm_nb.core import read_json
@@ -724,7 +767,7 @@ def pipeline_ie(report, ctx:dict):
     w = ctx.get('world') or make_world(seed=seed)
     path = tiny_ie_path(seed)
     ins = TINY_IE_RECIPE['instructions']
-    before, _ = ie_evaluation(str(tiny_lm_path(seed)), world=w, tasks=('NER',), instructions=ins, max_new_tokens=24, name='untuned base')
+    before, _ = ie_evaluation(str(tiny_lm_path(seed)), world=w, tasks=('NER',), instructions=ins, max_new_tokens=128, name='untuned base')
     after, _ = ie_evaluation(str(path), world=w, instructions=ins, name='tiny IE model')
     b = read_json(path.parent/'build.json')
     r = TINY_IE_RECIPE
@@ -744,7 +787,7 @@ def pipeline_ie(report, ctx:dict):
         report.metric('ie', f'{key}_f1_repaired', row['F1 repaired'])
     ctx['tiny_ie'] = path
 
-# %% ../nbs/07_ie.ipynb #817fb96f
+# %% ../nbs/07_ie.ipynb #1803f229
 def highlight_html(text:str, spans:list)->str:
     "The text as HTML with each found span marked, and the strings that were not found listed after it."
     import html
@@ -761,10 +804,12 @@ def highlight_html(text:str, spans:list)->str:
 def ie_answerer(model,  # a model path or hub id, or a loaded model
                 tokenizer=None,  # with a loaded model: its tokenizer
                 template:str='alpaca',  # see `wrap_prompt`
-                max_new_tokens:int=192):
+                max_new_tokens:int=192  # most tokens per answer
+               ):
     "`answer(prompt) -> output` for `ie_demo`: a model's greedy answer to one IEPile prompt in a template."
     from knowlm_nb.models import load_model, load_tokenizer, generate
     m, tok = (load_model(str(model)), load_tokenizer(str(model))) if isinstance(model, (str, Path)) else (model, tokenizer)
+    wrap_prompt('{}', template, tok)  # a template the tokenizer cannot do fails now, not at the first question
     return lambda prompt: generate(m, tok, wrap_prompt(prompt, template, tok), max_new_tokens=max_new_tokens)[0]
 
 def ie_demo(answer=None,  # optional `answer(prompt) -> output` (e.g. from `ie_answerer`); without it, write the output by hand
@@ -793,9 +838,13 @@ def ie_demo(answer=None,  # optional `answer(prompt) -> output` (e.g. from `ie_a
                      + (highlight_html(text.value, find_spans(text.value, task.value, fixed.result)) if fixed.result else ''))
     def run(*_):
         import html
-        try: output.value = answer(ie_prompt(task.value, json.loads(schema.value), text.value, instruction=(instructions or {}).get(task.value)))
+        try: prompt = ie_prompt(task.value, json.loads(schema.value), text.value, instruction=(instructions or {}).get(task.value))
         except Exception as e:
             out.value = f"<b>schema or text:</b> {html.escape(str(e))}"
+            return
+        try: output.value = answer(prompt)
+        except Exception as e:
+            out.value = f"<b>the model failed:</b> {html.escape(type(e).__name__ + ': ' + str(e))}"
             return
         show()
     go.on_click(show)

@@ -195,3 +195,29 @@ def test_pipeline_step_from_the_command_line(tmp_path):
     assert (tmp_path/'rep'/'figures'/'ie_f1.png').exists() and (tmp_path/'rep'/'figures'/'ie_loss.png').exists()
     metrics = json.loads((tmp_path/'rep'/'metrics.json').read_text(encoding='utf-8'))
     assert {'ner_f1', 're_f1', 'ee_events_f1', 'ee_arguments_f1'} <= set(metrics['ie'])
+
+def test_predict_bad_input_is_one_line(tmp_path, small_base):
+    "Bad arguments and records stop `predict` with exit 2 and one line (never an empty file written with status 0)."
+    assert _ie('build', '--task', 'NER', '--out', str(tmp_path/'test.jsonl')).returncode == 0
+    recs = read_ie_records(tmp_path/'test.jsonl')
+    for flags, msg in [(['--batch-size', '-1'], 'batch_size must be a positive integer'), (['--max-new-tokens', '0'], 'max_new_tokens must be a positive integer'),
+                       (['--template', 'oneke', '--lang', 'fr'], "no default OneKE system prompt for lang 'fr'")]:
+        for r in recs: r.pop('lang', None)
+        (tmp_path/'in.jsonl').write_text(''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in recs[:3]), encoding='utf-8')
+        r = _ie('predict', '--records', str(tmp_path/'in.jsonl'), '--model', small_base, '--out', str(tmp_path/'p.jsonl'), *flags)
+        assert r.returncode == 2 and msg in r.stderr and len(r.stderr.strip().splitlines()) == 1 and not (tmp_path/'p.jsonl').exists(), (flags, r.stderr)
+    (tmp_path/'noprompt.jsonl').write_text(json.dumps({'id': 'a', 'label': '[]'}) + '\n', encoding='utf-8')
+    r = _ie('predict', '--records', str(tmp_path/'noprompt.jsonl'), '--model', small_base, '--out', str(tmp_path/'p.jsonl'))
+    assert r.returncode == 2 and "noprompt.jsonl:1: missing field 'instruction'" in r.stderr, r.stderr
+    long = dict(recs[0], instruction=ie_prompt('NER', NER, 'Kalo was born in Sator. ' * 200))
+    (tmp_path/'long.jsonl').write_text(json.dumps(long) + '\n', encoding='utf-8')
+    r = _ie('predict', '--records', str(tmp_path/'long.jsonl'), '--model', small_base, '--out', str(tmp_path/'p.jsonl'))
+    assert r.returncode == 2 and "the model's window is 512" in r.stderr and 'record 0' in r.stderr, r.stderr
+
+def test_predict_warns_when_answers_may_be_cut(tmp_path, small_base):
+    from knowlm_nb.ie import predict_records
+    import contextlib, io
+    rec = {'id': 'a', 'label': '[]', 'instruction': ie_prompt('NER', NER, 'Kalo was born in Sator. ' * 25)}
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err): out = predict_records([rec], small_base, max_new_tokens=400)
+    assert 'prompts leave fewer than 400 positions' in err.getvalue() and isinstance(out[0]['output'], str)
