@@ -7,13 +7,14 @@ Docs: https://knowlm-nb.github.io/knowlm_nb/ie.html.md"""
 # %% auto #0
 __all__ = ['TASKS', 'SPLIT_NUM', 'INSTRUCTIONS', 'ONEKE_SYSTEM', 'IE_TEMPLATES', 'TINY_IE_TASKS', 'TINY_IE_INSTRUCTIONS',
            'TINY_IE_RECIPE', 'SchemaError', 'schema_label', 'check_schema', 'split_schema', 'sample_negatives',
-           'ie_prompt', 'oneke_prompt', 'world_schema', 'gold_label', 'answer_for', 'text_id', 'world_ie_records',
-           'IEParse', 'parse_output', 'strings_of', 'gold_tuples', 'pred_tuples', 'score_records', 'parse_tuples',
-           'find_spans', 'rouge2', 'ccks_score', 'read_ie_records', 'wrap_prompt', 'predict_records', 'cli_ie',
-           'ie_format_strings', 'mix_examples', 'ie_training_records', 'tiny_ie_path', 'ie_evaluation',
-           'plot_ie_scores', 'iepile_sft_recipe', 'pipeline_ie', 'highlight_html', 'ie_answerer', 'ie_demo']
+           'sample_hard_negatives', 'world_similar_relations', 'ie_prompt', 'oneke_prompt', 'world_schema',
+           'gold_label', 'answer_for', 'text_id', 'world_ie_records', 'IEParse', 'parse_output', 'strings_of',
+           'gold_tuples', 'pred_tuples', 'score_records', 'parse_tuples', 'find_spans', 'rouge2', 'ccks_score',
+           'read_ie_records', 'wrap_prompt', 'predict_records', 'read_similar_labels', 'cli_ie', 'ie_format_strings',
+           'mix_examples', 'ie_training_records', 'tiny_ie_path', 'ie_evaluation', 'plot_ie_scores',
+           'iepile_sft_recipe', 'pipeline_ie', 'highlight_html', 'ie_answerer', 'ie_demo']
 
-# %% ../nbs/07_ie.ipynb #57dbc408
+# %% ../nbs/07_ie.ipynb #5327434e
 import re, json, random, hashlib, unicodedata, argparse
 from collections import Counter
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from pathlib import Path
 from .core import InputError, DataFormatError, ConfigError, iter_jsonl, write_jsonl, system_exit_code, run_command
 from .world import make_world, ie_examples, RELATIONS, EVENTS
 
-# %% ../nbs/07_ie.ipynb #5e2e3408
+# %% ../nbs/07_ie.ipynb #4dc40d5f
 TASKS = ('NER', 'RE', 'EE', 'EET', 'EEA')
 SPLIT_NUM = {'NER': 6, 'RE': 4, 'EE': 4, 'EET': 4, 'EEA': 4}  # labels per prompt (IEPile's recommended values)
 
@@ -57,7 +58,7 @@ def check_schema(task:str,  # one of TASKS
     if dup: raise SchemaError(f"{task} schema repeats {', '.join(map(repr, dup))}")
     return out
 
-# %% ../nbs/07_ie.ipynb #781a64dc
+# %% ../nbs/07_ie.ipynb #55966cb0
 def split_schema(labels:list,  # schema items, in order
                  split_num:int  # labels per group (-1: no split)
                 )->list:
@@ -87,7 +88,32 @@ def sample_negatives(positive:list,  # labels with an answer in the text
     picked = set(rng.sample(negatives, min(k, len(negatives))))
     return [l for l in labels if l in pos or l in picked]
 
-# %% ../nbs/07_ie.ipynb #c7547449
+# %% ../nbs/07_ie.ipynb #d8c8fce6
+def sample_hard_negatives(positive:list,  # labels with an answer in the text
+                          labels:list,  # every label of the schema, in order
+                          similar:dict,  # label -> labels it is confused with (the similarity dictionary)
+                          neg_ratio:float,  # without positives: each label drawn with chance neg_ratio / 2
+                          seed,  # anything hashable into a seed (e.g. seed and text)
+                          split_num:int=4  # at most this many other labels drawn at random besides the similar ones
+                         )->list:
+    "The labels for one training text under IEPile's hard-negative rule (positives, their similar labels, up to `split_num` random others), in schema order."
+    rng = random.Random(hashlib.sha256(repr(('hard', seed)).encode()).hexdigest())
+    if len(labels) == 1: return list(labels)
+    pos = set(positive)
+    if not pos:
+        k = max(1, sum(rng.random() < neg_ratio / 2 for _ in labels))
+        picked = set(rng.sample(list(labels), min(k, len(labels))))
+    else:
+        picked = pos | {q for p in pos for q in similar.get(p, ()) if q in labels}
+        rest = [l for l in labels if l not in picked]
+        picked |= set(rng.sample(rest, min(len(rest), max(split_num, 0))))
+    return [l for l in labels if l in picked]
+
+def world_similar_relations()->dict:
+    "A similarity dictionary for the world's relations: those whose objects have one type (all answer with a year, a city, ...)."
+    return {r.name: [q.name for q in RELATIONS.values() if q.name != r.name and q.obj == r.obj] for r in RELATIONS.values()}
+
+# %% ../nbs/07_ie.ipynb #0445ef9d
 INSTRUCTIONS = {
     'NER': {'en': "Extract every entity of the types in the schema from the input. Answer with a JSON object whose keys are the schema's types, in order, each with the list of entity strings found; use [] for a type with none.",
             'zh': "从输入中抽取属于schema中各类型的所有实体。以JSON对象回答：键为schema中的类型（按原顺序），值为找到的实体字符串列表；某类型没有实体时给出[]。"},
@@ -122,7 +148,7 @@ def oneke_prompt(prompt:str,  # from `ie_prompt`
     if system is None and lang not in ONEKE_SYSTEM: raise ConfigError(f"no default OneKE system prompt for lang {lang!r} (have: en, zh): pass system=")
     return f"<s>[INST] <<SYS>>\n{system or ONEKE_SYSTEM[lang]}\n<</SYS>>\n\n{prompt} [/INST]"
 
-# %% ../nbs/07_ie.ipynb #4a84f21a
+# %% ../nbs/07_ie.ipynb #276294ad
 def world_schema(task:str, world=None)->list:
     "The world's schema for a task: entity types, relations, or event types with their roles."
     if task == 'NER': return sorted({e.type for e in (world or make_world()).entities.values() if e.type != 'year'} | {'year'})
@@ -168,7 +194,8 @@ def world_ie_records(task:str, world=None,
                      split_num:int|None=None,  # labels per prompt (default: SPLIT_NUM[task])
                      seed:int=0,
                      instruction:str|dict|None=None,  # another wording for every prompt, or one per language {'en': ..., 'zh': ...} (default: `INSTRUCTIONS`)
-                     examples:list|None=None  # IE examples to use instead of the world's own (e.g. from `mix_examples`)
+                     examples:list|None=None,  # IE examples to use instead of the world's own (e.g. from `mix_examples`)
+                     similar:dict|None=None  # with train: a similarity dictionary, to sample IEPile's hard negatives instead
                     )->list:
     "IEPile records `{id, task, source, lang, instruction, label[, output]}` for the world's examples, one per schema group."
     world = world or make_world()
@@ -181,7 +208,9 @@ def world_ie_records(task:str, world=None,
         if task == 'EEA' and not label: continue  # IEPile asks EEA only of texts with events
         if train:
             pos = {g.get('entity_type') or g.get('relation') or g.get('event_type') for g in label}
-            labels = sample_negatives([l for l in by_label if l in pos], list(by_label), neg_ratio, (seed, ex['text']))
+            positives = [l for l in by_label if l in pos]
+            labels = (sample_hard_negatives(positives, list(by_label), similar, neg_ratio, (seed, ex['text']), split_num or SPLIT_NUM[task])
+                      if similar else sample_negatives(positives, list(by_label), neg_ratio, (seed, ex['text'])))
         elif task == 'EEA': labels = [l for l in by_label if l in {g['event_type'] for g in label}]
         else: labels = list(by_label)
         for gi, group in enumerate(split_schema([by_label[l] for l in labels], split_num or SPLIT_NUM[task])):
@@ -191,7 +220,7 @@ def world_ie_records(task:str, world=None,
             out.append(rec)
     return out
 
-# %% ../nbs/07_ie.ipynb #a8e8cee8
+# %% ../nbs/07_ie.ipynb #436ea11b
 @dataclass
 class IEParse:
     "One parsed output: the answer by label (None when unreadable), what was repaired or dropped, strings absent from the input."
@@ -310,7 +339,7 @@ def strings_of(task:str, result:dict)->list:
                 for v in args.values(): out += [x for x in (v if isinstance(v, list) else [v]) if x != 'NAN']
     return out
 
-# %% ../nbs/07_ie.ipynb #f70deb06
+# %% ../nbs/07_ie.ipynb #84bf5ad0
 def _note_kind(note:str)->str:
     "A repair note without its label and values, for counting."
     return re.sub(r"'[^']*'|\{.*\}", '…', re.sub(r"^[^:{']+: ", '', note))
@@ -428,7 +457,7 @@ def score_records(records:list,  # IEPile records: `id`, `label` (JSON list), `o
         else: res[kind] = block
     return res
 
-# %% ../nbs/07_ie.ipynb #bfbb690e
+# %% ../nbs/07_ie.ipynb #7d9f494b
 _TUPLE = re.compile(r'[(（]\s*([^,，()（）]+?)\s*[,，]\s*([^,，()（）]+?)\s*[,，]\s*([^,，()（）]+?)\s*[)）]')
 
 def parse_tuples(text:str  # an answer in the older tuple format
@@ -460,7 +489,7 @@ def ccks_score(f1:float,  # micro F1 in [0, 1]
     r = sum(rouge2(p, g) for p, g in zip(pred_texts, gold_texts)) / max(len(gold_texts), 1)
     return 0.5 * f1 + 0.5 * r
 
-# %% ../nbs/07_ie.ipynb #838a01b7
+# %% ../nbs/07_ie.ipynb #3a6fbd07
 def read_ie_records(path:str|Path,  # an IEPile JSONL file
                     need_output:bool=False,  # every record must have a string `output`
                     need_instruction:bool=False  # every record must have its prompt (`instruction`), as prediction needs
@@ -544,8 +573,25 @@ def predict_records(records:list,  # IEPile records with `instruction` (the prom
         outs += generate(m, tok, prompts[i:i + batch_size], max_new_tokens=max_new_tokens)
     return [{**r, 'output': o} for r, o in zip(records, outs)]
 
+def read_similar_labels(path:str|Path  # a JSON object: label -> list of similar labels (IEPile's hard_dict.json shape)
+                       )->dict:
+    "A similarity dictionary from a file, checked: `DataFormatError` naming the file and the bad entry."
+    p = Path(path)
+    if not p.is_file(): raise FileNotFoundError(f"{p} does not exist")
+    try: d = json.loads(p.read_text(encoding='utf-8'))
+    except ValueError as e: raise DataFormatError(f"{p}: not JSON ({e})") from None
+    if not isinstance(d, dict): raise DataFormatError(f"{p}: expected a JSON object label -> [similar labels], got {type(d).__name__}")
+    for k, v in d.items():
+        if not (isinstance(v, list) and all(isinstance(x, str) for x in v)): raise DataFormatError(f"{p}: entry {k!r} must be a list of label strings")
+    return d
+
 def _ie_build(a):
-    recs = world_ie_records(a.task, make_world(seed=a.world_seed), tuple(a.splits), a.train, a.neg_ratio, a.split_num, a.seed, a.instruction)
+    similar = None
+    if a.similar: similar = world_similar_relations() if a.similar == 'world' else read_similar_labels(a.similar)
+    if similar and not a.train: raise ConfigError("--similar picks hard negatives for training records: add --train")
+    if a.similar == 'world' and a.task != 'RE': raise ConfigError("--similar world is a dictionary of relations: use it with --task RE (or give a file)")
+    recs = world_ie_records(a.task, make_world(seed=a.world_seed), tuple(a.splits), a.train, a.neg_ratio, a.split_num, a.seed, a.instruction,
+                            similar=similar)
     n = write_jsonl(a.out, recs)
     print(f"{a.out}: {n} {a.task} records ({len({r['id'] for r in recs})} texts{', with answers' if a.train else ''})")
 
@@ -572,6 +618,7 @@ def cli_ie(argv:list|None=None  # arguments after `knowlm-nb ie`
     b.add_argument('--seed', type=int, default=0)
     b.add_argument('--world-seed', type=int, default=0)
     b.add_argument('--instruction', default=None, help='another instruction wording for every prompt (default: ours, in each text\'s language)')
+    b.add_argument('--similar', default=None, help="with --train: IEPile's hard negatives from a similarity dictionary (a JSON file label -> [labels], or 'world' for the world's relations)")
     d = sub.add_parser('predict', help="fill each record's output with a model's greedy answer")
     d.add_argument('--records', required=True)
     d.add_argument('--model', required=True)
@@ -592,7 +639,7 @@ def cli_ie(argv:list|None=None  # arguments after `knowlm-nb ie`
     except SystemExit as err: return system_exit_code(err)
     return run_command('knowlm-nb ie', lambda: {'build': _ie_build, 'predict': _ie_predict, 'score': _ie_score}[a.cmd](a))
 
-# %% ../nbs/07_ie.ipynb #13ae2211
+# %% ../nbs/07_ie.ipynb #3b55b89b
 TINY_IE_TASKS = ('NER', 'RE', 'EE')
 TINY_IE_INSTRUCTIONS = {'NER': 'Extract the entities.', 'RE': 'Extract the relations.', 'EE': 'Extract the events.',
                         'EET': 'Extract the event triggers.', 'EEA': 'Extract the event arguments.'}
@@ -661,7 +708,7 @@ def ie_training_records(tasks:tuple=TINY_IE_TASKS,  # the tasks, each text asked
     random.Random(seed).shuffle(out)
     return out
 
-# %% ../nbs/07_ie.ipynb #f4fb0c6f
+# %% ../nbs/07_ie.ipynb #000a709d
 TINY_IE_RECIPE = dict(tasks=list(TINY_IE_TASKS), mixed=800, other_worlds=0, instructions=TINY_IE_INSTRUCTIONS,  # data
                       model='tiny_lm', lora=False, lora_r=64, lora_alpha=128, lora_dropout=0.0, lr=2e-3, epochs=3, batch_size=8,
                       grad_accum=1, max_len=512, warmup_steps=20, scheduler='linear', logging_steps=50, seed=0)  # SFT
@@ -697,7 +744,7 @@ def tiny_ie_path(world_seed:int=0,  # which toy world (its tiny pretrained model
         for f in ('build.json', 'log_history.json'): shutil.copy(tuned.parent/f, d/f)
     return cached_build('tiny_ie', {'adapter': str(tuned), 'version': 1}, merge)/'model'
 
-# %% ../nbs/07_ie.ipynb #63285725
+# %% ../nbs/07_ie.ipynb #41d8ec27
 def ie_evaluation(model,  # a model path or hub id, or a loaded model
                   tokenizer=None,  # with a loaded model: its tokenizer
                   world=None,  # the world whose held-out texts are asked (default: seed 0)
@@ -745,7 +792,7 @@ def plot_ie_scores(rows:list,  # from `ie_evaluation` (one or more models)
     fig.tight_layout()
     return fig
 
-# %% ../nbs/07_ie.ipynb #d167290f
+# %% ../nbs/07_ie.ipynb #8329513f
 def iepile_sft_recipe(**overrides  # fields of `SFTConfig` to set or change (model, data, out, ...)
                      ):
     "IEPile's LoRA fine-tuning settings as an `SFTConfig`: chat template, r 16, α 32, dropout 0.05, lr 5e-5, 10 epochs, 24 × 4 per device, clip 0.5, cut-off 700."
@@ -755,7 +802,7 @@ def iepile_sft_recipe(**overrides  # fields of `SFTConfig` to set or change (mod
                 max_grad_norm=0.5, max_len=700, precision='auto', template='chat', warmup_steps=0)
     return merge_config(SFTConfig, {**base, **overrides})
 
-# %% ../nbs/07_ie.ipynb #a048a7f4
+# %% ../nbs/07_ie.ipynb #fa4b545a
 def pipeline_ie(report,  # the pipeline's `Report`
                 ctx:dict  # the pipeline's shared state (`seed`, optionally `world`)
                ):
@@ -787,7 +834,7 @@ def pipeline_ie(report,  # the pipeline's `Report`
         report.metric('ie', f'{key}_f1_repaired', row['F1 repaired'])
     ctx['tiny_ie'] = path
 
-# %% ../nbs/07_ie.ipynb #1803f229
+# %% ../nbs/07_ie.ipynb #359b8b89
 def highlight_html(text:str, spans:list)->str:
     "The text as HTML with each found span marked, and the strings that were not found listed after it."
     import html

@@ -221,3 +221,17 @@ def test_predict_warns_when_answers_may_be_cut(tmp_path, small_base):
     err = io.StringIO()
     with contextlib.redirect_stderr(err): out = predict_records([rec], small_base, max_new_tokens=400)
     assert 'prompts leave fewer than 400 positions' in err.getvalue() and isinstance(out[0]['output'], str)
+
+def test_hard_negatives_from_the_command_line(tmp_path):
+    "IEPile's hard negatives: every similar relation of a positive is asked; a bad dictionary file is one line, exit 2."
+    from knowlm_nb.ie import world_similar_relations
+    r = _ie('build', '--task', 'RE', '--train', '--splits', 'train', '--similar', 'world', '--out', str(tmp_path/'hard.jsonl'))
+    assert r.returncode == 0, r.stderr
+    sim, recs = world_similar_relations(), read_ie_records(tmp_path/'hard.jsonl')
+    asked = {}
+    for x in recs: asked.setdefault(x['id'], set()).update(json.loads(x['instruction'])['schema'])
+    for x in recs:
+        for g in json.loads(x['label']): assert {g['relation'], *sim[g['relation']]} <= asked[x['id']]
+    (tmp_path/'sim.json').write_text('["born_in"]', encoding='utf-8')
+    r = _ie('build', '--task', 'RE', '--train', '--similar', str(tmp_path/'sim.json'), '--out', str(tmp_path/'x.jsonl'))
+    assert r.returncode == 2 and 'expected a JSON object label -> [similar labels]' in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
