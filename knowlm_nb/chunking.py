@@ -14,7 +14,7 @@ __all__ = ['sentence_bounds', 'split_sentences', 'ChunkTokenizer', 'as_tokenizer
            'format_summary', 'chunk_corpus', 'world_articles', 'compare_modes', 'plot_chunk_lengths', 'cli_chunk',
            'pipeline_chunking', 'render_chunks', 'chunk_demo']
 
-# %% ../nbs/03_chunking.ipynb #00ba1756
+# %% ../nbs/03_chunking.ipynb #501f9ae3
 import os, re, json, math, time, pickle, shutil, struct, bisect, tempfile, argparse, itertools, contextlib
 from collections import deque
 from dataclasses import dataclass, asdict
@@ -24,7 +24,7 @@ from .core import (system_exit_code, umask_mode, DataFormatError, InputError, Co
                             config_parser, parse_config, run_command)
 from .world import make_world, pretrain_documents
 
-# %% ../nbs/03_chunking.ipynb #fb318f3d
+# %% ../nbs/03_chunking.ipynb #50e8e848
 _CJK = '\u2e80-\u2fdf\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f'
 _CJK_PUNCT = '\u3000-\u303f\uff00-\uffef'
 _CLOSE = '”’"\'）)\\]】」』》〉〕}'
@@ -76,7 +76,7 @@ def split_sentences(text:str,  # a document in Chinese, English or both
     b = sentence_bounds(text, lang)
     return [text[s:e] for s, e in zip(b, b[1:] + [len(text)])]
 
-# %% ../nbs/03_chunking.ipynb #ce9ceaf6
+# %% ../nbs/03_chunking.ipynb #0d0e8a19
 _BOS_NAMES = ('<|bos|>', '<s>', '<|begin_of_text|>', '<|startoftext|>', '<bos>', '[CLS]')
 _EOS_NAMES = ('<|eos|>', '</s>', '<|endoftext|>', '<|end_of_text|>', '<eos>', '<|im_end|>', '[SEP]')
 
@@ -129,7 +129,7 @@ def as_tokenizer(tokenizer  # a HF fast tokenizer, a `tokenizers.Tokenizer`, a d
     return ChunkTokenizer(backend, tokenizer.bos_token_id, tokenizer.eos_token_id,
                           max(len(tokenizer), backend.get_vocab_size(with_added_tokens=True)), getattr(tokenizer, 'name_or_path', ''))
 
-# %% ../nbs/03_chunking.ipynb #96ed0db9
+# %% ../nbs/03_chunking.ipynb #beb1d55f
 def token_bounds(encoding,  # a `tokenizers.Encoding` of the whole document
                  char_bounds:list  # character offsets where sentences start (from `sentence_bounds`)
                 )->list:
@@ -152,7 +152,7 @@ def _token_bounds_from_offsets(offsets, char_bounds):
         if out[-1] < t < len(offsets): out.append(t)
     return out
 
-# %% ../nbs/03_chunking.ipynb #45d1ca4f
+# %% ../nbs/03_chunking.ipynb #ebbe8efe
 class OverlongSentenceError(InputError):
     "A sentence is longer than the window and `overlong='error'` was asked for (bad input: the command exits 2)."
 
@@ -246,7 +246,7 @@ def _pack_knowlm(pieces, max_len):
         prev, i = i, j
     return spans
 
-# %% ../nbs/03_chunking.ipynb #98e1241a
+# %% ../nbs/03_chunking.ipynb #7db4934d
 def min_chunks_bruteforce(lengths:list,  # token count of each sentence
                           max_len:int  # the window
                          )->int:
@@ -262,7 +262,7 @@ def min_chunks_bruteforce(lengths:list,  # token count of each sentence
         if p in allowed: best[p] = 1 + min(best[q] for q in range(p + 1, min(n, p + max_len) + 1) if q in allowed or q == n)
     return best[0] if n else 0
 
-# %% ../nbs/03_chunking.ipynb #39f32598
+# %% ../nbs/03_chunking.ipynb #1e8ddb20
 @dataclass(frozen=True)
 class ChunkConfig:
     "How documents are cut into chunks."
@@ -291,7 +291,7 @@ class ChunkConfig:
         "The effective minimum chunk length."
         return self.min_len if self.min_len is not None else (21 if self.mode == 'knowlm' else 1)
 
-# %% ../nbs/03_chunking.ipynb #38fb0ecf
+# %% ../nbs/03_chunking.ipynb #e2479114
 def check_special_tokens(tk:ChunkTokenizer,  # the tokenizer
                          config:ChunkConfig  # asks for BOS and EOS, or not
                         ):
@@ -299,7 +299,7 @@ def check_special_tokens(tk:ChunkTokenizer,  # the tokenizer
     if config.bos and tk.bos_id is None: raise ConfigError(f"tokenizer {tk.name!r} has no BOS token: set bos=False (--no-bos)")
     if config.eos and tk.eos_id is None: raise ConfigError(f"tokenizer {tk.name!r} has no EOS token: set eos=False (--no-eos)")
 
-# %% ../nbs/03_chunking.ipynb #b34a38c7
+# %% ../nbs/03_chunking.ipynb #9f8bb487
 _STAT_KEYS = ('documents', 'sentences', 'overlong_sentences', 'chunks', 'tokens', 'doc_tokens',
               'dropped_chunks', 'dropped_tokens', 'duplicated_tokens')
 
@@ -427,7 +427,7 @@ def chunk_document(text:str,  # one document
     tokens, lengths, _, _ = chunk_texts([text], tokenizer, config)
     return np.split(tokens, np.cumsum(lengths)[:-1]) if len(lengths) else []
 
-# %% ../nbs/03_chunking.ipynb #c44ecb4e
+# %% ../nbs/03_chunking.ipynb #1dd1089c
 _MAGIC, _VERSION = b'KNLMIDX\x00', 1
 _HEAD = struct.Struct('<8sIIQQI')  # magic, version, bytes per id, samples, tokens, metadata length
 _BLOCK = 1 << 20  # entries per block when streaming the index
@@ -555,7 +555,7 @@ class IndexedDatasetWriter:
         if typ is None: self.close()
         else: self.abort()
 
-# %% ../nbs/03_chunking.ipynb #c0d05b00
+# %% ../nbs/03_chunking.ipynb #b134c643
 class IndexedDataset:
     "Random access to the samples of an index pair through `np.memmap`; `ds[i]` is a numpy array of token ids."
     def __init__(self, prefix:str|Path,  # path without extension (or with .idx/.bin)
@@ -606,9 +606,18 @@ class IndexedDataset:
         self.source_names, self.vocab_size, self._extra = sources, vocab_size, extra
         self.dtype, self.n_tokens = tokens.dtype, len(tokens)
 
-    def verify(self):
-        "Check, block by block, that samples lie inside the .bin (and tile it exactly in our format) and tags are known."
+    def verify(self,
+               tokens:bool=False  # also read the whole .bin and check every id against the vocabulary size (when the index records one)
+              ):
+        "Check, block by block, that samples lie inside the .bin (and tile it exactly in our format) and tags are known; optionally every token id."
         n, idx = len(self), self.prefix.with_name(self.prefix.name + '.idx')
+        if tokens and self.vocab_size:
+            for i in range(0, self.n_tokens, 1 << 24):
+                top = int(self._tokens[i:i + (1 << 24)].max())
+                if top >= self.vocab_size:
+                    at = i + int(np.flatnonzero(self._tokens[i:i + (1 << 24)] >= self.vocab_size)[0])
+                    raise IndexFormatError(f"{self.prefix.with_name(self.prefix.name + '.bin')}: token {at} has id {int(self._tokens[at])}, "
+                                           f"outside the vocabulary of {self.vocab_size} recorded in {idx.name}")
         if self.kind == 'knowlm_nb' and n and int(self._starts[0]) != 0: raise IndexFormatError(f"{idx}: sample 0 starts at {int(self._starts[0])}, expected 0")
         for i in range(0, n, _BLOCK):
             s, L = self._starts[i:i + _BLOCK].astype(np.int64), self._lengths[i:i + _BLOCK].astype(np.int64)
@@ -683,10 +692,10 @@ def __getattr__(name):  # `knowlm_nb.chunking.IndexedTorchDataset` exists once a
     if name == 'IndexedTorchDataset': return _torch_dataset_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-# %% ../nbs/03_chunking.ipynb #8db8e198
+# %% ../nbs/03_chunking.ipynb #ad8f1ddc
 def write_knowlm_legacy(prefix:str|Path,  # output path without extension
                         samples,  # an iterable of token id sequences (ids < 65,536)
-                        counts:list|None=None  # samples per source type, in order, for the `.dis` file (None: one type)
+                        counts:list|None=None  # samples per source type, in order, for the `.dis` file (None: one type, written [N] as KnowLM does)
                        )->Path:
     "Write samples in KnowLM's headerless layout (uint16 `.bin`; `.idx` = uint64 starts then uint16 lengths; `.dis`), atomically."
     p = _prefix(prefix)
@@ -706,7 +715,7 @@ def write_knowlm_legacy(prefix:str|Path,  # output path without extension
         f.write(np.array(starts, np.uint64).tobytes())
         f.write(np.array(lengths, np.uint16).tobytes())
     import torch  # KnowLM's loader reads .dis with torch.load
-    with atomic_write(p.with_name(p.name + '.dis'), 'wb') as f: torch.save([int(c) for c in counts] if counts else [], f)
+    with atomic_write(p.with_name(p.name + '.dis'), 'wb') as f: torch.save([int(c) for c in counts] if counts else [len(starts)], f)  # (KnowLM: [N] for one type)
     return p
 
 class _NoClasses(pickle.Unpickler):
@@ -759,14 +768,14 @@ def read_knowlm_legacy(prefix:str|Path,  # path without extension
     if verify: ds.verify()
     return ds
 
-# %% ../nbs/03_chunking.ipynb #af6549b4
+# %% ../nbs/03_chunking.ipynb #094392b8
 def open_index(prefix:str|Path  # an index pair, ours or KnowLM's headerless layout
               )->IndexedDataset:
     "Open an index pair in whichever layout it is: ours (by its header), else KnowLM's legacy layout."
     try: return IndexedDataset(prefix)
     except ForeignIndexError: return read_knowlm_legacy(prefix)
 
-# %% ../nbs/03_chunking.ipynb #db148ed4
+# %% ../nbs/03_chunking.ipynb #abf1b772
 def merge_indexed(prefixes:list,  # input index pairs (ours or KnowLM's legacy layout)
                   out:str|Path,  # output prefix
                   sources:list|None=None,  # one source name per input (default: keep each shard's own tags)
@@ -813,7 +822,7 @@ def mixture_indices(ds:IndexedDataset,  # an index with source tags
     rng.shuffle(out)
     return out
 
-# %% ../nbs/03_chunking.ipynb #0e4c9751
+# %% ../nbs/03_chunking.ipynb #630a3da3
 def _skip(counts, msg, errors):
     if errors == 'strict': raise DataFormatError(msg + "; use errors='skip' (--errors skip) to skip such documents and count them")
     counts['bad_documents'] += 1
@@ -827,7 +836,7 @@ def reading_counts(counts:dict|None=None  # a dict to fill in place (None: a new
     c.setdefault('warnings', [])
     return c
 
-# %% ../nbs/03_chunking.ipynb #7e724e98
+# %% ../nbs/03_chunking.ipynb #19acaa4a
 def read_txt_documents(path:Path,  # a .txt file
                        source:str,  # the source name of its documents
                        counts:dict,  # `reading_counts`, updated in place
@@ -844,7 +853,14 @@ def read_txt_documents(path:Path,  # a .txt file
     except UnicodeDecodeError as e: on_error(f"{path}: invalid UTF-8 at byte offset {e.start} ({e.reason})")
     else: yield text, source, len(raw)
 
-# %% ../nbs/03_chunking.ipynb #d1215308
+# %% ../nbs/03_chunking.ipynb #14de3811
+def _lone_surrogate(t:str):
+    "Index of the first lone surrogate in `t` (JSON allows `\\ud800`; no tokenizer takes it), or None."
+    try:
+        t.encode('utf-8')
+        return None
+    except UnicodeEncodeError as e: return e.start
+
 def read_jsonl_documents(path:Path,  # a .jsonl file
                          source:str,  # the source name of its documents, unless `source_field` gives one per record
                          counts:dict,  # `reading_counts`, updated in place
@@ -859,11 +875,14 @@ def read_jsonl_documents(path:Path,  # a .jsonl file
             nbytes = next(itertools.islice(sizes, lineno - seen - 1, None))
             seen, t = lineno, rec[field]
             if not isinstance(t, str): _skip(counts, f"{path}:{lineno}: field {field!r} is {type(t).__name__}, expected a string", errors)
+            elif not t.isascii() and _lone_surrogate(t) is not None:
+                k = _lone_surrogate(t)
+                _skip(counts, f"{path}:{lineno}: field {field!r} has a lone surrogate (U+{ord(t[k]):04X} at character {k}): not valid Unicode text", errors)
             elif source_field is not None and not isinstance(rec.get(source_field), str):
                 _skip(counts, f"{path}:{lineno}: source field {source_field!r} missing or not a string", errors)
             else: yield t, (source if source_field is None else rec[source_field]), nbytes
 
-# %% ../nbs/03_chunking.ipynb #5a13ad4b
+# %% ../nbs/03_chunking.ipynb #55cee1dd
 def iter_documents(path:str|Path,  # a .txt or .jsonl file
                    field:str='text',  # JSONL field holding the text
                    errors:str='strict',  # 'strict' (raise on bad input) or 'skip' (count and go on)
@@ -892,7 +911,7 @@ def iter_documents(path:str|Path,  # a .txt or .jsonl file
         c['empty_files'] += 1
         if len(c['warnings']) < 20: c['warnings'].append(f"{path}: no non-empty documents")
 
-# %% ../nbs/03_chunking.ipynb #d962d9b1
+# %% ../nbs/03_chunking.ipynb #6b52c963
 def check_corpus_inputs(inputs:list,  # .txt / .jsonl files
                         workers:int  # processes asked for
                        )->list:
@@ -905,7 +924,7 @@ def check_corpus_inputs(inputs:list,  # .txt / .jsonl files
     if not isinstance(workers, int) or workers < 1: raise InputError(f"workers must be an int >= 1, got {workers!r}")
     return inputs
 
-# %% ../nbs/03_chunking.ipynb #7ec252a6
+# %% ../nbs/03_chunking.ipynb #f147a298
 def _batches(inputs, counts, batch_bytes, **kw):
     texts, srcs, nb = [], [], 0
     for path in inputs:
@@ -934,7 +953,7 @@ def chunk_batches_serial(batches,  # an iterable of `(texts, sources, nbytes)`
             prev = (texts, srcs, nb, fut)
         if prev: consume(chunk_texts(prev[0], tk, config, dtype, prev[3].result()), *prev[1:3])
 
-# %% ../nbs/03_chunking.ipynb #84d60f7a
+# %% ../nbs/03_chunking.ipynb #98837e43
 _W = {}
 
 def _worker_init(tok_json, bos_id, eos_id, vocab_size, name, cfg, dtype):
@@ -966,7 +985,7 @@ def chunk_batches_parallel(batches,  # an iterable of `(texts, sources, nbytes)`
             r, s_, n_ = pending.popleft()
             consume(r.get(), s_, n_)
 
-# %% ../nbs/03_chunking.ipynb #aabcb985
+# %% ../nbs/03_chunking.ipynb #f62bf23f
 def corpus_summary(out:str|Path,  # the output prefix
                    counts:dict,  # `reading_counts` after reading every input
                    stats:dict,  # the chunking counts, summed over the batches (keys of `_STAT_KEYS`)
@@ -993,7 +1012,7 @@ def format_summary(s:dict)->str:
             ('output', f"{s['out']}.bin/.idx in {s['seconds']:.1f}s with {s['workers']} worker(s)")]
     return '\n'.join(f"{k:>10}  {v}" for k, v in rows + [('warning', x) for x in s['warnings']])
 
-# %% ../nbs/03_chunking.ipynb #d9b23045
+# %% ../nbs/03_chunking.ipynb #30bfe23d
 def chunk_corpus(inputs:list,  # .txt / .jsonl files
                  tokenizer,  # anything `as_tokenizer` accepts
                  out:str|Path,  # output prefix: writes out.bin, out.idx and out.summary.json
@@ -1038,7 +1057,7 @@ def chunk_corpus(inputs:list,  # .txt / .jsonl files
     write_json(_prefix(out).with_name(_prefix(out).name + '.summary.json'), summary)
     return summary
 
-# %% ../nbs/03_chunking.ipynb #c8f0c33f
+# %% ../nbs/03_chunking.ipynb #588bcbd4
 def world_articles(world,  # a `World`
                    per_article:int=10,  # paragraphs joined into one article
                    repeats:int|None=None  # passed to `pretrain_documents`
@@ -1048,7 +1067,7 @@ def world_articles(world,  # a `World`
     for d in pretrain_documents(world, repeats=repeats): by.setdefault(d['lang'], []).append(d['text'])
     return [{'lang': lang, 'text': '\n\n'.join(ps[i:i + per_article])} for lang, ps in by.items() for i in range(0, len(ps), per_article)]
 
-# %% ../nbs/03_chunking.ipynb #aea7a21f
+# %% ../nbs/03_chunking.ipynb #dc1a00c3
 def compare_modes(texts:list,  # documents
                   tokenizer,  # anything `as_tokenizer` accepts
                   max_len:int=1024,  # the window
@@ -1078,7 +1097,7 @@ def plot_chunk_lengths(rows:list,  # from `compare_modes`
     fig.tight_layout()
     return fig
 
-# %% ../nbs/03_chunking.ipynb #3d73d884
+# %% ../nbs/03_chunking.ipynb #50e4b5db
 def _corpus_arguments(p:argparse.ArgumentParser  # from `config_parser(ChunkConfig, ...)`
                      )->argparse.ArgumentParser:
     "Add the arguments of `knowlm-nb chunk` that are not `ChunkConfig` fields: the corpus, the tokenizer, the output."
@@ -1110,7 +1129,7 @@ def cli_chunk(argv:list|None=None  # command-line arguments (default: sys.argv[1
         return 0
     return run_command('knowlm-nb chunk', lambda: print(format_summary(chunk_corpus(**run))))
 
-# %% ../nbs/03_chunking.ipynb #99b70375
+# %% ../nbs/03_chunking.ipynb #64317442
 def pipeline_chunking(report, ctx:dict):
     "Pipeline stage: chunk the world's pretraining documents into `out/chunks/pretrain.{bin,idx}`; compare with KnowLM's packing."
     from knowlm_nb.core import write_jsonl
@@ -1141,7 +1160,7 @@ def pipeline_chunking(report, ctx:dict):
     for k in ('documents', 'chunks', 'tokens', 'fill_ratio', 'dropped_tokens'): report.metric('chunking', k, s[k])
     report.metric('chunking', 'knowlm_duplicated_tokens', rows[1]['duplicated'])
 
-# %% ../nbs/03_chunking.ipynb #c0de7544
+# %% ../nbs/03_chunking.ipynb #827d79a8
 _COLOURS = ['#fde2e4', '#e2ece9', '#dfe7fd', '#fff1c1', '#e8dff5', '#d7f9f1']
 
 def render_chunks(text:str, tokenizer, config:ChunkConfig)->str:

@@ -404,7 +404,7 @@ def test_legacy_errors(tmp_path):
 def test_merge_ours_and_legacy(tmp_path, small_index):
     write_knowlm_legacy(tmp_path/'leg', [[9, 9], [8]])
     m = merge_indexed([small_index, tmp_path/'leg'], tmp_path/'merged')
-    assert len(m) == 22 and m[20].tolist() == [9, 9] and m.source_counts() == {'b': 10, 'a': 10, 'default': 2}
+    assert len(m) == 22 and m[20].tolist() == [9, 9] and m.source_counts() == {'b': 10, 'a': 10, 'type0': 2}
     m2 = merge_indexed([small_index, tmp_path/'leg'], tmp_path/'merged2', sources=['web', 'old'])
     assert m2.source_counts() == {'web': 20, 'old': 2}
     assert [x.tolist() for x in m2] == [x.tolist() for x in m]
@@ -509,3 +509,33 @@ def test_pipeline_stage(tmp_path):
     assert len(ds) > 0 and set(ds.source_names) == {'zh', 'en'}
     assert rep.metrics['chunking']['chunks'] == len(ds)
     assert (tmp_path/'figures'/'chunk_lengths.png').exists()
+
+
+def test_cli_lone_surrogate_names_the_line_and_can_be_skipped(tk, tmp_path, capsys):
+    "JSON allows a lone surrogate escape (\\ud800); no tokenizer takes it: one line naming file and line, or skipped and counted."
+    bad = tmp_path/'sur.jsonl'
+    bad.write_text('{"text": "Fine."}\n{"text": "half \\ud800 pair"}\n{"text": "Also fine."}\n', encoding='utf-8')
+    rc = cli_chunk([str(bad), '--tokenizer', tk.name, '--out', str(tmp_path/'s'), '--quiet'])
+    err = capsys.readouterr().err
+    assert rc == 2 and "sur.jsonl:2: field 'text' has a lone surrogate (U+D800 at character 5)" in err and len(err.splitlines()) == 1, err
+    assert not (tmp_path/'s.idx').exists()
+    rc = cli_chunk([str(bad), '--tokenizer', tk.name, '--out', str(tmp_path/'s'), '--quiet', '--errors', 'skip'])
+    assert rc == 0 and '2 chunked' in capsys.readouterr().out and (tmp_path/'s.idx').exists()
+
+
+def test_verify_checks_token_ids_against_the_vocabulary(tmp_path):
+    from knowlm_nb.chunking import IndexedDatasetWriter
+    with IndexedDatasetWriter(tmp_path/'v', vocab_size=1000) as w:
+        for k in range(5): w.add([1, 2, 3 + k])
+    IndexedDataset(tmp_path/'v').verify(tokens=True)  # a sound pair passes
+    raw = bytearray((tmp_path/'v.bin').read_bytes())
+    raw[-2:] = (1000).to_bytes(2, 'little')
+    (tmp_path/'v.bin').write_bytes(bytes(raw))
+    with pytest.raises(IndexFormatError, match='token 14 has id 1000, outside the vocabulary of 1000'): IndexedDataset(tmp_path/'v').verify(tokens=True)
+
+
+def test_legacy_dis_is_what_knowlm_writes(tmp_path):
+    write_knowlm_legacy(tmp_path/'l', [[1, 2, 3], [4, 5], [6]])
+    from knowlm_nb.chunking import read_knowlm_dis
+    import torch
+    assert read_knowlm_dis(tmp_path/'l.dis') == [3] == torch.load(tmp_path/'l.dis', weights_only=True)

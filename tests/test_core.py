@@ -218,3 +218,15 @@ def test_a_process_waiting_for_a_cache_build_says_so(tmp_path):
     assert out1.strip() == second.stdout.strip() == 'done'
     assert 'another process is building slow/' in second.stderr and 'waiting' in second.stderr
     assert 'waiting' not in err1
+
+
+def test_sigterm_during_a_command_leaves_no_temporary_file(tmp_path):
+    "SIGTERM while `atomic_write` and the chunk index writer hold temporary files: exit 143, one line, nothing left behind."
+    import subprocess, sys
+    code = ("import os, signal, sys\nfrom knowlm_nb.core import run_command, atomic_write\nfrom knowlm_nb.chunking import IndexedDatasetWriter\n"
+            "def work():\n    with atomic_write(sys.argv[1] + '/a.json') as f, IndexedDatasetWriter(sys.argv[1] + '/idx', vocab_size=100) as w:\n"
+            "        w.add([1, 2, 3])\n        f.write('half')\n        os.kill(os.getpid(), signal.SIGTERM)\n"
+            "sys.exit(run_command('knowlm-nb x', work))")
+    r = subprocess.run([sys.executable, '-c', code, str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 143 and r.stderr.strip() == 'knowlm-nb x: terminated (SIGTERM)', r.stderr
+    assert list(tmp_path.iterdir()) == []
