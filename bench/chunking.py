@@ -8,7 +8,8 @@ Measures, as medians of --runs runs (rounds interleave the three timings so drif
   full-1 : `chunk_corpus` from the .jsonl file to the .bin/.idx pair with 1 worker (read, split, tokenize, pack, write)
   full-2 : the same with 2 worker processes
 Each full run happens in a fresh subprocess, which reports its peak RSS (and its workers'); a run on half the
-corpus shows whether peak RSS depends on corpus size. Then 10k random reads from the index.
+corpus shows whether peak RSS depends on corpus size. Then 10k random reads from the index, and single-document
+scaling: one document of 1, 4 and 16 MB (--scaling-mb) chunked with 1 worker (time must grow linearly).
 """
 import argparse, json, os, subprocess, sys, tempfile, time
 from pathlib import Path
@@ -59,6 +60,14 @@ def full_run(tokenizer_dir, path, out, workers, max_len):
     if r.returncode: sys.exit(f"full run failed:\n{r.stderr}")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
+def single_document(path, mb):
+    "One JSONL record holding >= `mb` MB of world paragraphs (zh and en) as a single document."
+    from knowlm_nb.world import make_world, ie_examples
+    unit = ' '.join(e['text'] for e in ie_examples(make_world()))
+    text = unit * -(-int(mb * 1e6) // len(unit.encode('utf-8')))
+    path.write_text(json.dumps({'text': text, 'lang': 'mixed'}, ensure_ascii=False) + '\n', encoding='utf-8')
+    return path.stat().st_size
+
 def random_reads(prefix, n=10_000, seed=0):
     from knowlm_nb.chunking import IndexedDataset
     ds = IndexedDataset(prefix)
@@ -72,6 +81,7 @@ def main():
     p.add_argument('--mb', type=float, default=50, help='corpus size in MB (default 50)')
     p.add_argument('--runs', type=int, default=3, help='runs per measurement (default 3)')
     p.add_argument('--max-len', type=int, default=1024)
+    p.add_argument('--scaling-mb', type=float, nargs='*', default=[1, 4, 16], help='single-document sizes in MB (default 1 4 16; none: skip)')
     a = p.parse_args()
     from knowlm_nb.models import world_tokenizer
     tok_dir = Path(world_tokenizer().name_or_path)
@@ -108,11 +118,25 @@ def main():
         print(f"index: {info[1]['chunks']:,} chunks, {info[1]['tokens']:,} tokens (BOS/EOS included), fill ratio {info[1]['fill_ratio']:.3f}; "
               f"1 and 2 workers byte-identical: {same}")
         print(f"random reads: {rr:,.0f} samples/s (median of {a.runs} x 10,000 uniform random indices, ds[i] as a numpy view)")
+        scaling = []
+        for mb in a.scaling_mb:
+            sz = single_document(d/f'single{mb}.jsonl', mb)
+            res = full_run(tok_dir, d/f'single{mb}.jsonl', d/f'outs{mb}', 1, a.max_len)
+            scaling.append({'mb': round(sz/1e6, 1), 'seconds': round(res['seconds'], 2), 's_per_mb': round(res['seconds']/(sz/1e6), 3),
+                            'peak_rss_mb': round(res['rss_self_mb']), 'tokens': res['tokens']})
+        if scaling:
+            print()
+            print("| one document of | seconds (1 worker, 1 run) | s per MB | peak RSS (MB) |")
+            print("|---|---|---|---|")
+            for r in scaling: print(f"| {r['mb']} MB | {r['seconds']:.2f} | {r['s_per_mb']:.3f} | {r['peak_rss_mb']} |")
+            print(f"s per MB, largest / smallest document: {scaling[-1]['s_per_mb']/scaling[0]['s_per_mb']:.2f} (1.00 = linear)")
         from results_io import write_results
         write_results('chunking', {'corpus_mb': round(size/1e6, 1), 'runs': a.runs, 'max_len': a.max_len, 'floor_seconds': round(floor, 2),
                                    'x_floor': {f'{w}_worker{"s" if w > 1 else ""}': round(med[f"full-{w}"]/floor, 2) for w in (1, 2)},
                                    'peak_rss_mb': round(info[1]['rss_self_mb']), 'peak_rss_half_corpus_mb': round(halfres['rss_self_mb']),
-                                   'random_reads_per_s': round(rr), 'byte_identical_1_vs_2_workers': same, 'fill_ratio': round(info[1]['fill_ratio'], 3)})
+                                   'random_reads_per_s': round(rr), 'byte_identical_1_vs_2_workers': same, 'fill_ratio': round(info[1]['fill_ratio'], 3),
+                                   'single_document': scaling,
+                                   'single_document_s_per_mb_ratio': round(scaling[-1]['s_per_mb']/scaling[0]['s_per_mb'], 2) if scaling else None})
 
 if __name__ == '__main__':
     main()
