@@ -13,12 +13,12 @@ __all__ = ['CJK_FONTS', 'STAGES', 'cli_pipeline', 'seed_everything', 'pick_devic
            'run_command', 'config_command', 'Stage', 'register_stage', 'check_stages', 'PipelineConfig', 'pipeline',
            'main']
 
-# %% ../nbs/00_core.ipynb #de042de2
+# %% ../nbs/00_core.ipynb #89f5270c
 import os, re, sys, json, random, time, types, typing, inspect, tempfile, shutil, hashlib, itertools, linecache
 import contextlib, argparse, importlib, traceback, dataclasses
 from pathlib import Path
 
-# %% ../nbs/00_core.ipynb #2ae7f98f
+# %% ../nbs/00_core.ipynb #b926739b
 def seed_everything(seed:int=0  # the seed for python, numpy and (when loaded) torch
                    )->int:
     "Seed `random`, `numpy` and, if it is already imported, `torch` (all devices)."
@@ -37,25 +37,25 @@ def seed_everything(seed:int=0  # the seed for python, numpy and (when loaded) t
         if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
     return seed
 
-# %% ../nbs/00_core.ipynb #3c5c4595
+# %% ../nbs/00_core.ipynb #bd4bf6e2
 def pick_device(prefer:str|None=None  # 'cuda', 'mps' or 'cpu'; default: $KNOWLM_NB_DEVICE, else the best available
                )->str:
     "Return the device to train on: cuda > mps > cpu, unless `prefer` or $KNOWLM_NB_DEVICE says otherwise."
     prefer = prefer or os.environ.get('KNOWLM_NB_DEVICE') or None
     if prefer is not None and prefer.split(':')[0] not in ('cuda', 'mps', 'cpu'):
-        raise ValueError(f"unknown device {prefer!r}: expected 'cuda', 'cuda:N', 'mps' or 'cpu'")
+        raise ConfigError(f"unknown device {prefer!r}: expected 'cuda', 'cuda:N', 'mps' or 'cpu'")
     import torch
     if prefer is not None:
         kind = prefer.split(':')[0]
-        if kind == 'cuda' and not torch.cuda.is_available(): raise RuntimeError(f"device {prefer!r} requested but CUDA is not available")
+        if kind == 'cuda' and not torch.cuda.is_available(): raise ConfigError(f"device {prefer!r} requested but CUDA is not available here")
         if kind == 'mps' and not (hasattr(torch.backends, 'mps') and torch.backends.mps.is_available()):
-            raise RuntimeError("device 'mps' requested but MPS is not available")
+            raise ConfigError("device 'mps' requested but MPS is not available here")
         return prefer
     if torch.cuda.is_available(): return 'cuda'
     if hasattr(torch.backends, 'mps') and torch.backends.mps.is_available(): return 'mps'
     return 'cpu'
 
-# %% ../nbs/00_core.ipynb #2d71fa92
+# %% ../nbs/00_core.ipynb #6194862b
 def knowlm_home()->Path:
     "The cache directory: $KNOWLM_NB_HOME, else `knowlm_nb` under the user cache dir."
     p = os.environ.get('KNOWLM_NB_HOME')
@@ -63,7 +63,7 @@ def knowlm_home()->Path:
     base = os.environ.get('XDG_CACHE_HOME') or (Path.home()/'.cache')
     return Path(base)/'knowlm_nb'
 
-# %% ../nbs/00_core.ipynb #46bd4d40
+# %% ../nbs/00_core.ipynb #7ff8a610
 @contextlib.contextmanager
 def file_lock(path:str|Path,  # the lock file (created if missing)
               timeout:float=3600,  # seconds to wait before giving up
@@ -98,14 +98,14 @@ def file_lock(path:str|Path,  # the lock file (created if missing)
     finally:
         fh.close()
 
-# %% ../nbs/00_core.ipynb #89fa72fd
+# %% ../nbs/00_core.ipynb #5170b893
 def stable_hash(obj, n:int=12  # number of hex digits to keep
                )->str:
     "A short hash of a JSON-serialisable `obj`, stable across runs and machines (keys sorted)."
     s = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(s.encode('utf-8')).hexdigest()[:n]
 
-# %% ../nbs/00_core.ipynb #3a44d9c0
+# %% ../nbs/00_core.ipynb #b181d211
 def umask_mode(directory:bool=False  # a directory (0o777 before the umask) or a file (0o666)
               )->int:
     "The mode a plain `open` or `mkdir` gives under the current umask."
@@ -113,7 +113,7 @@ def umask_mode(directory:bool=False  # a directory (0o777 before the umask) or a
     os.umask(mask)
     return (0o777 if directory else 0o666) & ~mask
 
-# %% ../nbs/00_core.ipynb #f3874bc6
+# %% ../nbs/00_core.ipynb #adb73c22
 @contextlib.contextmanager
 def atomic_dir(path:str|Path  # the directory to (re)create
               ):
@@ -133,7 +133,7 @@ def atomic_dir(path:str|Path  # the directory to (re)create
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
 
-# %% ../nbs/00_core.ipynb #9a801fde
+# %% ../nbs/00_core.ipynb #6961123e
 def cached_build(kind:str,  # family of artefact, e.g. 'tokenizer' or 'tiny_lm'
                  key:dict,  # everything the artefact depends on; hashed into its directory name
                  build,  # `build(tmp_dir: Path)` writes the artefact into `tmp_dir`
@@ -153,7 +153,7 @@ def cached_build(kind:str,  # family of artefact, e.g. 'tokenizer' or 'tiny_lm'
             (tmp/'.complete').write_text(time.strftime('%Y-%m-%dT%H:%M:%S'))
     return final
 
-# %% ../nbs/00_core.ipynb #51004d2a
+# %% ../nbs/00_core.ipynb #0956d9d3
 def in_test()->bool:
     "True while `nbdev-test` (or pytest with IN_TEST set) runs this code."
     return os.environ.get('IN_TEST', '').strip().lower() not in ('', '0', 'false', 'no')
@@ -162,7 +162,7 @@ def in_colab()->bool:
     "True inside Google Colab."
     return 'google.colab' in sys.modules or 'COLAB_RELEASE_TAG' in os.environ
 
-# %% ../nbs/00_core.ipynb #507e6da2
+# %% ../nbs/00_core.ipynb #b4d1b3f1
 class InputError(ValueError):
     "Bad input (an argument, a config field, a file or a record): commands print its message and exit 2."
     exit_code = 2
@@ -173,7 +173,7 @@ class ConfigError(InputError):
 class DataFormatError(InputError):
     "A record or file is not in the expected format; the message names the file, line and field."
 
-# %% ../nbs/00_core.ipynb #125ad4e2
+# %% ../nbs/00_core.ipynb #03ce4177
 def exit_code(err:BaseException  # the exception a command raised
              )->int:
     "2 for bad input (`InputError`, a missing file, an exception with `exit_code = 2`), else 1."
@@ -181,7 +181,7 @@ def exit_code(err:BaseException  # the exception a command raised
     if isinstance(code, int): return code
     return 2 if isinstance(err, (FileNotFoundError, NotADirectoryError, IsADirectoryError)) else 1
 
-# %% ../nbs/00_core.ipynb #93756501
+# %% ../nbs/00_core.ipynb #ae8118dd
 @contextlib.contextmanager
 def atomic_write(path:str|Path,  # the file to (re)write
                  mode:str='w',  # 'w' for text (utf-8) or 'wb' for bytes
@@ -201,7 +201,7 @@ def atomic_write(path:str|Path,  # the file to (re)write
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
-# %% ../nbs/00_core.ipynb #7298af31
+# %% ../nbs/00_core.ipynb #6c54b0e8
 def write_json(path:str|Path,  # destination
                obj,  # any JSON-serialisable object
                indent:int|None=1  # pretty-printing indent (None: one line)
@@ -220,7 +220,7 @@ def read_json(path:str|Path  # a JSON file
     try: return json.loads(text)
     except json.JSONDecodeError as e: raise DataFormatError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
 
-# %% ../nbs/00_core.ipynb #46859094
+# %% ../nbs/00_core.ipynb #4fb94886
 def write_jsonl(path:str|Path,  # destination
                 records,  # an iterable of JSON-serialisable dicts
                )->int:
@@ -266,7 +266,7 @@ def read_jsonl(path:str|Path,  # a JSONL file
     "Read a whole JSONL file into a list (see `iter_jsonl` for the checks)."
     return list(iter_jsonl(path, required))
 
-# %% ../nbs/00_core.ipynb #6ae81a0d
+# %% ../nbs/00_core.ipynb #49a370cb
 def iter_text_blocks(path:str|Path,  # a UTF-8 text file
                      on_error=None  # `on_error(message)` for a block that is not UTF-8, which is then skipped (default: raise)
                     ):
@@ -290,7 +290,7 @@ def iter_text_blocks(path:str|Path,  # a UTF-8 text file
                 if text is not None: yield text, len(raw)
             pos += len(line)
 
-# %% ../nbs/00_core.ipynb #bbb9f918
+# %% ../nbs/00_core.ipynb #3df42584
 class Report:
     "Collects Markdown sections, tables and matplotlib figures, and writes `report.md` with `figures/*.png`."
     def __init__(self, out:str|Path,  # output directory
@@ -340,7 +340,7 @@ class Report:
         write_json(self.out/'metrics.json', self.metrics)
         return self.out/'report.md'
 
-# %% ../nbs/00_core.ipynb #f6bdc62a
+# %% ../nbs/00_core.ipynb #7c9ccc08
 def bench_figures(name:str,  # the bench's result name, e.g. 'pretraining'
                   start:str|Path|None=None  # where to start looking upwards for bench/results (default: the working directory)
                  )->dict|None:
@@ -351,7 +351,7 @@ def bench_figures(name:str,  # the bench's result name, e.g. 'pretraining'
         if f.exists(): return read_json(f)
     return None
 
-# %% ../nbs/00_core.ipynb #c2838bdc
+# %% ../nbs/00_core.ipynb #ba16a8d2
 CJK_FONTS = ['WenQuanYi Micro Hei', 'WenQuanYi Zen Hei', 'Noto Sans CJK SC', 'Noto Sans CJK JP', 'Source Han Sans SC',
              'SimHei', 'Microsoft YaHei', 'PingFang SC', 'Heiti SC', 'AR PL UMing CN']
 
@@ -373,7 +373,7 @@ def use_cjk_font()->str|None:
             return name
     return None
 
-# %% ../nbs/00_core.ipynb #ca79bf96
+# %% ../nbs/00_core.ipynb #4ba3dff8
 def _class_source(cls)->str:
     "The source of class `cls`: from its file, or from the notebook cell that defined it."
     try: return inspect.getsource(cls)
@@ -394,7 +394,7 @@ def config_field_help(cls  # a dataclass (its dataclass bases are read too)
             if m.group(1) in names: helps[m.group(1)] = m.group(2).strip()
     return helps
 
-# %% ../nbs/00_core.ipynb #9d5f05a2
+# %% ../nbs/00_core.ipynb #fa0fd3ee
 def merge_config(config,  # a config dataclass instance, or the class itself (its defaults)
                  overrides:dict|None=None,  # field name -> value
                  where:str='',  # where the overrides come from, for messages (a file name, 'command line')
@@ -412,7 +412,7 @@ def merge_config(config,  # a config dataclass instance, or the class itself (it
     except ConfigError: raise
     except (TypeError, ValueError) as e: raise ConfigError(f"{at}{cls.__name__}: {e}") from None
 
-# %% ../nbs/00_core.ipynb #846296bb
+# %% ../nbs/00_core.ipynb #6fc6b4d9
 def read_config_file(path:str|Path  # a .json, .yaml or .yml file holding one mapping of field values
                     )->dict:
     "The field values in a JSON or YAML config file; anything else is a `DataFormatError` naming the file."
@@ -427,7 +427,7 @@ def read_config_file(path:str|Path  # a .json, .yaml or .yml file holding one ma
     if not isinstance(obj, dict): raise DataFormatError(f"{path}: expected a mapping of field names to values, got {type(obj).__name__}")
     return obj
 
-# %% ../nbs/00_core.ipynb #9cb81876
+# %% ../nbs/00_core.ipynb #d9b5b23d
 def _scalar(s:str):
     "A number if `s` reads as one, else the string."
     for conv in (int, float):
@@ -511,7 +511,7 @@ def parse_config(cls,  # the config dataclass
     except InputError as e: parser.error(str(e))
     return cfg, ns
 
-# %% ../nbs/00_core.ipynb #55689b00
+# %% ../nbs/00_core.ipynb #1555524b
 def system_exit_code(e:SystemExit  # what argparse (or `sys.exit`) raised
                     )->int:
     "The exit code a `SystemExit` carries: argparse exits 0 after `--help` and 2 on a usage error."
@@ -571,7 +571,7 @@ def config_command(cls,  # the stage's config dataclass
     cli.__name__ = cli.__qualname__ = 'cli_' + re.sub(r'\W', '_', prog.split()[-1])
     return cli
 
-# %% ../nbs/00_core.ipynb #50af6360
+# %% ../nbs/00_core.ipynb #ad46e2df
 @dataclasses.dataclass(frozen=True)
 class Stage:
     "One stage of knowlm_nb: its command and its pipeline step."
@@ -610,7 +610,7 @@ register_stage('ie', 'knowlm_nb.ie', 'information extraction in the OneKE / IEPi
 register_stage('kb', 'knowlm_nb.rewards', 'build a knowledge base (SQLite, full-text index) for the factuality reward', 'cli_kb')
 register_stage('grpo', 'knowlm_nb.grpo', "GRPO with KnowRL's format, correctness and factuality rewards (or the metre rewards)", 'cli_grpo', 'pipeline_grpo')
 
-# %% ../nbs/00_core.ipynb #4dc9b364
+# %% ../nbs/00_core.ipynb #b41be0fd
 def check_stages(names:list|None  # stage names asked for (None: all with a pipeline step)
                 )->list:
     "The registered pipeline stages among `names`, in pipeline order; an unknown name is an `InputError` listing the valid ones."
@@ -621,7 +621,7 @@ def check_stages(names:list|None  # stage names asked for (None: all with a pipe
     if not names: raise InputError(f"no stage given; valid stages: {', '.join(valid)}")
     return [n for n in valid if n in names]
 
-# %% ../nbs/00_core.ipynb #287ee8df
+# %% ../nbs/00_core.ipynb #61c1625b
 @dataclasses.dataclass
 class PipelineConfig:
     "What `knowlm-nb pipeline` runs."
@@ -656,7 +656,7 @@ def _run_pipeline(cfg:PipelineConfig):
 
 cli_pipeline = config_command(PipelineConfig, _run_pipeline, 'knowlm-nb pipeline', 'run every stage end to end and write a report')
 
-# %% ../nbs/00_core.ipynb #89cf5681
+# %% ../nbs/00_core.ipynb #a456a772
 def _strip_launcher_args(argv:list)->list:
     "Drop the `--local_rank N` the deepspeed launcher adds (the rank is in $LOCAL_RANK too)."
     flags = ('--local_rank', '--local-rank')

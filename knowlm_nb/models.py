@@ -10,14 +10,14 @@ __all__ = ['SPECIAL_TOKENS', 'MODEL_REGISTRY', 'train_tokenizer', 'tiny_config',
            'load_tokenizer', 'load_model', 'world_tokenizer', 'generate', 'tokenizer_stats', 'plot_token_lengths',
            'tokenizer_demo', 'cli_models', 'pipeline_models']
 
-# %% ../nbs/02_models.ipynb #5537f4eb
+# %% ../nbs/02_models.ipynb #180896b3
 import os, time, socket, argparse
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from .core import system_exit_code, cached_build, seed_everything, pick_device, atomic_dir, ConfigError, run_command
 from .world import WorldConfig, make_world, pretrain_documents
 
-# %% ../nbs/02_models.ipynb #e96664e6
+# %% ../nbs/02_models.ipynb #add43c6f
 SPECIAL_TOKENS = {'pad_token': '<|pad|>', 'bos_token': '<|bos|>', 'eos_token': '<|eos|>'}
 
 def train_tokenizer(texts,  # an iterable of strings (or a list): the training corpus
@@ -40,7 +40,7 @@ def train_tokenizer(texts,  # an iterable of strings (or a list): the training c
     return PreTrainedTokenizerFast(tokenizer_object=tok, clean_up_tokenization_spaces=False, model_max_length=model_max_length,
                                    padding_side='right', **SPECIAL_TOKENS)
 
-# %% ../nbs/02_models.ipynb #5431ad0d
+# %% ../nbs/02_models.ipynb #709a47da
 def tiny_config(arch:str='llama',  # 'llama' or 'qwen2'
                 vocab_size:int|None=None,  # vocabulary size (default: the tokenizer's, else 4096)
                 hidden_size:int=128,  # model width
@@ -88,7 +88,7 @@ def n_params(model, trainable:bool=False)->int:
     "Number of (trainable) parameters of `model`."
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
 
-# %% ../nbs/02_models.ipynb #d0e7511d
+# %% ../nbs/02_models.ipynb #67db08a2
 def save_model(model, tokenizer, path:str|Path  # destination directory (replaced if it exists)
               )->Path:
     "Save `model` (safetensors) and `tokenizer` into `path` atomically; return `path`."
@@ -97,7 +97,7 @@ def save_model(model, tokenizer, path:str|Path  # destination directory (replace
         if tokenizer is not None: tokenizer.save_pretrained(tmp)
     return Path(path)
 
-# %% ../nbs/02_models.ipynb #8acc545f
+# %% ../nbs/02_models.ipynb #7e4ea8ce
 @dataclass(frozen=True)
 class ModelCard:
     "A published model: where it lives and how to prompt it."
@@ -128,7 +128,7 @@ def resolve_model(name_or_path:str  # registry name, local directory or hub id
     card = MODEL_REGISTRY.get(str(name_or_path).lower())
     return card.hub_id if card else str(name_or_path)
 
-# %% ../nbs/02_models.ipynb #7da2e727
+# %% ../nbs/02_models.ipynb #23502d4a
 class ModelUnavailableError(OSError):
     "A model or tokenizer could not be found locally and the hub cannot be reached: bad input, so a command exits 2."
     exit_code = 2
@@ -149,6 +149,11 @@ def _from_pretrained(loader, name_or_path, what, **kw):
         raise ModelUnavailableError(f"{what} path {src!r} does not exist") from None
     try: return loader(src, local_files_only=True, **kw)  # already in the local HF cache?
     except OSError: pass
+    if '/' not in src:  # not a path, not owner/name: a registry name mistyped?
+        import difflib
+        near = difflib.get_close_matches(src.lower(), list(MODEL_REGISTRY), n=1, cutoff=0.75)
+        if near: raise ModelUnavailableError(f"unknown {what} {name_or_path!r}: did you mean the registered name {near[0]!r}? "
+                                             f"(`knowlm-nb models list` shows them; a hub id looks like owner/name)") from None
     if not _hub_reachable():
         raise ModelUnavailableError(
             f"Cannot load {what} {name_or_path!r}: it is not a local directory, not in the Hugging Face cache, and the hub is unreachable "
@@ -189,7 +194,7 @@ def load_model(name_or_path:str,  # registry name, local directory or hub id
     if not quantization and 'device_map' not in kwargs: model = model.to(device)
     return model.eval()
 
-# %% ../nbs/02_models.ipynb #d7d4207f
+# %% ../nbs/02_models.ipynb #50b5f507
 def world_tokenizer(config:WorldConfig|None=None,  # the world whose pretraining documents train the tokenizer
                     vocab_size:int=4096  # vocabulary size
                    ):
@@ -201,7 +206,7 @@ def world_tokenizer(config:WorldConfig|None=None,  # the world whose pretraining
         train_tokenizer([x['text'] for x in docs], vocab_size=vocab_size).save_pretrained(d)
     return load_tokenizer(str(cached_build('tokenizer', key, build)))
 
-# %% ../nbs/02_models.ipynb #36c2539c
+# %% ../nbs/02_models.ipynb #a27f5e28
 def generate(model, tokenizer,
              prompts,  # a string or a list of strings
              max_new_tokens:int=32,  # most tokens to add
@@ -241,7 +246,7 @@ def generate(model, tokenizer,
             texts[i] = t[:cut]
     return texts
 
-# %% ../nbs/02_models.ipynb #1d9b24dd
+# %% ../nbs/02_models.ipynb #d0f3b782
 def tokenizer_stats(tokenizer, docs:list  # records with 'text' and 'lang'
                    )->dict:
     "Per language: documents, characters, tokens, tokens per character, and round-trip failures."
@@ -268,7 +273,7 @@ def plot_token_lengths(stats:dict):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/02_models.ipynb #1a2b523a
+# %% ../nbs/02_models.ipynb #6ecb5f79
 def tokenizer_demo(tokenizer=None):
     "An ipywidgets box: type text, see its tokens and whether it round-trips."
     import ipywidgets as W
@@ -284,7 +289,7 @@ def tokenizer_demo(tokenizer=None):
     show()
     return W.VBox([box, out])
 
-# %% ../nbs/02_models.ipynb #4a3cf77a
+# %% ../nbs/02_models.ipynb #ada082da
 def _run_models(a:argparse.Namespace  # the parsed arguments of `knowlm-nb models`
                ):
     "Do what `knowlm-nb models` was asked: list the registry, save the world tokenizer, or save a tiny model."

@@ -11,7 +11,7 @@ __all__ = ['PretrainResult', 'TINY_LM_RECIPE', 'cli_pretrain', 'CausalLMCollator
            'pretraining_samples', 'pretrain', 'plot_training', 'perplexity', 'fact_recall', 'tiny_lm_path', 'tiny_lm',
            'plot_recall', 'top_next_tokens', 'pretrain_demo', 'pipeline_pretrain']
 
-# %% ../nbs/04_pretraining.ipynb #ac550bbc
+# %% ../nbs/04_pretraining.ipynb #e66fbbfb
 import os, math, time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ from .probe import probe_answers
 from .training import (TrainConfig, TrainResult, run_trainer, seeded_trainer, resolve_gpu_options, cached_training,
                                 zero_config, ZERO_PRESETS, write_zero_config, launch_command, last_checkpoint, SeededLengthGroupedSampler)
 
-# %% ../nbs/04_pretraining.ipynb #b8be59be
+# %% ../nbs/04_pretraining.ipynb #03f6fbfd
 def _token_arrays(samples, max_len):
     "Each sample (ids, or a dict with `input_ids`) as an int64 array, cut to `max_len`; an empty one is an error."
     seqs = [np.asarray(s['input_ids'] if isinstance(s, dict) else s, dtype=np.int64).reshape(-1)[:max_len] for s in samples]
@@ -53,7 +53,7 @@ class CausalLMCollator:
         ids, mask = torch.from_numpy(ids), torch.from_numpy(mask)
         return {'input_ids': ids, 'attention_mask': mask, 'labels': ids.masked_fill(mask == 0, -100)}
 
-# %% ../nbs/04_pretraining.ipynb #49d8c713
+# %% ../nbs/04_pretraining.ipynb #6c6359bc
 class PackedCollator:
     "Pack a batch's samples into rows of at most `width` tokens, each sample attending only to itself."
     def __init__(self, pad_id:int,  # id that fills the end of a row (never attended to by a sample, never trained on)
@@ -93,7 +93,7 @@ class PackedCollator:
         pos[len(rows):] = np.arange(T)  # (and so is each all-padding row)
         return {'input_ids': torch.from_numpy(ids), 'position_ids': torch.from_numpy(pos), 'labels': torch.from_numpy(labels)}
 
-# %% ../nbs/04_pretraining.ipynb #5d368561
+# %% ../nbs/04_pretraining.ipynb #3904d786
 def check_packing(model,  # a causal LM
                   tol:float=1e-3  # largest allowed logit difference between a packed and an unpacked sample
                  )->float:
@@ -116,7 +116,7 @@ def check_packing(model,  # a causal LM
                          f"position ids (sdpa, eager, flex_attention, flash_attention_2)")
     return err
 
-# %% ../nbs/04_pretraining.ipynb #3b262297
+# %% ../nbs/04_pretraining.ipynb #87540ffb
 class TokenSamples:
     "A list-like dataset of token-id arrays (what the Trainer iterates)."
     def __init__(self, samples, source:str=''):
@@ -166,7 +166,12 @@ def read_documents(path:str|Path,  # a .jsonl file (one record per line) or a .t
     "The documents of a raw-text corpus file, with file-and-line errors."
     p = Path(path)
     if not p.is_file(): raise FileNotFoundError(f"{p} does not exist")
-    texts = [r[field] for r in iter_jsonl(p, required=(field,))] if p.suffix == '.jsonl' else [t for t, _ in iter_text_blocks(p)]
+    if p.suffix == '.jsonl':
+        texts = []
+        for n, r in iter_jsonl(p, required=(field,), numbered=True):
+            if not isinstance(r[field], str): raise DataFormatError(f"{p}:{n}: field {field!r} must be a string, got {type(r[field]).__name__}")
+            texts.append(r[field])
+    else: texts = [t for t, _ in iter_text_blocks(p)]
     if not texts: raise DataFormatError(f"{p}: no documents")
     return texts
 
@@ -191,7 +196,7 @@ def load_pretraining_data(data,  # index PREFIX, a .jsonl/.txt file, or a list o
     order = mixture_indices(ds, mixture, n_samples or len(ds), seed) if mixture else None
     return _IndexView(ds, order)
 
-# %% ../nbs/04_pretraining.ipynb #3cbe076a
+# %% ../nbs/04_pretraining.ipynb #ab7ba44b
 @dataclass
 class PretrainConfig(TrainConfig):
     "Everything a pretraining run depends on: the shared training fields and the pretraining data and model size."
@@ -216,6 +221,10 @@ class PretrainConfig(TrainConfig):
         for k in ('hidden_size', 'n_layers', 'n_heads', 'doc_repeats'):
             v = getattr(self, k)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1: raise ConfigError(f"PretrainConfig.{k} must be a positive int, got {v!r}")
+        import difflib
+        near = difflib.get_close_matches(str(self.model), ['tiny-llama', 'tiny-qwen2'], n=1, cutoff=0.8)
+        if near and near[0] != self.model and not Path(self.model).expanduser().exists():
+            raise ConfigError(f"PretrainConfig.model {self.model!r}: did you mean {near[0]!r} (a fresh tiny model)? Else give a local path or a hub id (owner/name)")
 
 def knowlm_recipe(**overrides)->PretrainConfig:
     "KnowLM's published continued-pretraining settings for LLaMA-13B (per-GPU micro batch 20, 24 GPUs, ZeRO-3 with offload)."
@@ -224,7 +233,7 @@ def knowlm_recipe(**overrides)->PretrainConfig:
                 save_steps=500, logging_steps=10)
     return merge_config(PretrainConfig, {**base, **overrides})
 
-# %% ../nbs/04_pretraining.ipynb #360ad9cc
+# %% ../nbs/04_pretraining.ipynb #a76b8b68
 class PretrainInputError(InputError):
     "The data, tokenizer, model or checkpoint of a pretraining run do not fit together."
 
@@ -250,7 +259,7 @@ def check_run_inputs(model, tokenizer, data, max_len:int, resume_from:str|Path|N
         if diff: raise PretrainInputError(f"checkpoint {resume_from} is of a different model: " +
                                           ', '.join(f"{k} {c.get(k)} != {m.get(k)}" for k in diff))
 
-# %% ../nbs/04_pretraining.ipynb #1e338f79
+# %% ../nbs/04_pretraining.ipynb #5e7e8603
 PretrainResult = TrainResult  # what a pretraining run produced (the training core's result)
 
 def pretrain_model_and_tokenizer(cfg:PretrainConfig,  # the run's config
@@ -273,7 +282,7 @@ def pretraining_samples(cfg:PretrainConfig, tokenizer)->TokenSamples:
         return load_pretraining_data(texts, tokenizer, cfg.max_len)
     return load_pretraining_data(cfg.data, tokenizer, cfg.max_len, mixture=cfg.mixture, seed=cfg.seed)
 
-# %% ../nbs/04_pretraining.ipynb #817cb8f4
+# %% ../nbs/04_pretraining.ipynb #de4e82a1
 def pretrain(config:PretrainConfig|None=None,  # the recipe
              **overrides  # fields of `PretrainConfig` to change (an unknown name is an error)
             )->TrainResult:
@@ -294,7 +303,7 @@ def pretrain(config:PretrainConfig|None=None,  # the recipe
         return seeded_trainer(Trainer)(model=model, args=args, train_dataset=data, data_collator=collator, processing_class=tok)
     return run_trainer(cfg, make_trainer)
 
-# %% ../nbs/04_pretraining.ipynb #68792731
+# %% ../nbs/04_pretraining.ipynb #db03c6aa
 def plot_training(log_history:list, title:str='pretraining'):
     "Loss and learning rate against the optimizer step, from a Trainer log history."
     import matplotlib.pyplot as plt
@@ -313,7 +322,7 @@ def plot_training(log_history:list, title:str='pretraining'):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/04_pretraining.ipynb #5ec6807a
+# %% ../nbs/04_pretraining.ipynb #b3d9e6a6
 def perplexity(model, tokenizer, texts:list,  # documents
                max_len:int=256,  # window
                batch_size:int=32  # documents per forward pass
@@ -349,7 +358,7 @@ def fact_recall(model, tokenizer, world=None,  # the world whose facts are probe
              for lang in langs for f in facts for p in f[f'{key}_{lang}']]
     return probe_answers(model, tokenizer, items, batch_size=batch_size, return_items=return_items)
 
-# %% ../nbs/04_pretraining.ipynb #bac01b06
+# %% ../nbs/04_pretraining.ipynb #4d0c9be4
 TINY_LM_RECIPE = dict(model='tiny-llama', hidden_size=128, n_layers=2, n_heads=4, max_len=256, doc_repeats=4, epochs=110,
                       batch_size=32, group_by_length=False, packing=True, lr=4e-3, warmup_steps=30, logging_steps=20,
                       precision='auto', seed=0)
@@ -367,7 +376,7 @@ def tiny_lm(world_seed:int=0, device:str='cpu', **overrides):
     p = tiny_lm_path(world_seed, **overrides)
     return load_model(p, device=device), load_tokenizer(p)
 
-# %% ../nbs/04_pretraining.ipynb #3b8e2ca7
+# %% ../nbs/04_pretraining.ipynb #78303d89
 def plot_recall(results:dict,  # model name -> {'train': fact_recall(...), 'heldout': fact_recall(...)}
                 title:str='fact recall'):
     "Grouped bars of fact recall per model, template set and language."
@@ -386,7 +395,7 @@ def plot_recall(results:dict,  # model name -> {'train': fact_recall(...), 'held
     fig.tight_layout()
     return fig
 
-# %% ../nbs/04_pretraining.ipynb #be1d3c6c
+# %% ../nbs/04_pretraining.ipynb #c56ddad5
 def top_next_tokens(model, tokenizer, prompt:str, k:int=10)->list:
     "The `k` most likely next tokens after `prompt`, with probabilities."
     ids = tokenizer(prompt, return_tensors='pt', add_special_tokens=False)['input_ids'].to(next(model.parameters()).device)
@@ -408,13 +417,15 @@ def pretrain_demo(model=None, tokenizer=None):
     show()
     return W.VBox([box, out])
 
-# %% ../nbs/04_pretraining.ipynb #7e8e82a7
+# %% ../nbs/04_pretraining.ipynb #aae8145d
 def _run_pretrain(cfg:PretrainConfig):
     "Train, then print one line of summary (on rank 0)."
     r = pretrain(cfg)
-    losses = [h['loss'] for h in r.log_history if 'loss' in h] or [float('nan')]
+    losses = [h['loss'] for h in r.log_history if 'loss' in h]
     if int(os.environ.get('RANK', '0')) == 0:
-        print(f"trained {r.steps} steps in {r.seconds:.1f}s; loss {losses[0]:.3f} -> {losses[-1]:.3f}; model in {r.out/'final'}")
+        loss = (f"loss {losses[0]:.3f} -> {losses[-1]:.3f}" if losses else
+                f"no loss logged ({r.steps} steps, fewer than logging_steps={cfg.logging_steps})")
+        print(f"trained {r.steps} steps in {r.seconds:.1f}s; {loss}; model in {r.out/'final'}")
 
 cli_pretrain = config_command(PretrainConfig, _run_pretrain, 'knowlm-nb pretrain',
                               '(continued) pretraining on an index or a text corpus, optionally under DeepSpeed', required=('out',))

@@ -11,13 +11,13 @@ __all__ = ['PRECISIONS', 'ZERO_PRESETS', 'TrainConfig', 'liger_available', 'nati
            'steady_throughput', 'trl_labelled_positions_only', 'TrainResult', 'training_arguments',
            'launch_environment', 'run_trainer', 'cached_training']
 
-# %% ../nbs/03a_training.ipynb #ad31c160
+# %% ../nbs/03a_training.ipynb #afbc9619
 import os, re, sys, json, time, shutil, shlex, socket, contextlib, importlib.util
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 from .core import seed_everything, pick_device, cached_build, write_json, ConfigError
 
-# %% ../nbs/03a_training.ipynb #77d13579
+# %% ../nbs/03a_training.ipynb #cd4bcb57
 PRECISIONS = ('fp32', 'bf16', 'fp16', 'bf16-pure', 'auto')
 
 @dataclass
@@ -65,7 +65,7 @@ class TrainConfig:
         ok_attn = (None, 'sdpa', 'eager', 'flex_attention', 'flash_attention_2', 'flash_attention_3')
         if self.attn_implementation not in ok_attn: raise ConfigError(f"{name}.attn_implementation must be one of {ok_attn[1:]} or None, got {self.attn_implementation!r}")
 
-# %% ../nbs/03a_training.ipynb #5221394a
+# %% ../nbs/03a_training.ipynb #049559c4
 def liger_available()->bool:
     "True when the `liger-kernel` package is installed."
     return importlib.util.find_spec('liger_kernel') is not None
@@ -101,7 +101,7 @@ def resolve_gpu_options(cfg:TrainConfig,  # the run's config
     if cfg.precision == 'bf16-pure' and not on_cuda: raise ConfigError("precision='bf16-pure' is for GPUs; on the CPU use 'bf16' (mixed) or 'fp32'")
     return {'liger': bool(liger), 'attn_implementation': attn, 'precision': resolve_precision(cfg.precision, device)}
 
-# %% ../nbs/03a_training.ipynb #a1a9419a
+# %% ../nbs/03a_training.ipynb #dd217b4a
 def zero_config(stage:int=2,  # ZeRO stage: 2 (optimizer + gradients sharded) or 3 (+ parameters)
                 offload_optimizer:bool=False,  # keep optimizer states in CPU memory
                 offload_param:bool=False,  # keep parameters in CPU memory (stage 3 only)
@@ -151,7 +151,7 @@ def deepspeed_config_path(ds:str|None,  # None, a preset name or a JSON file
     if not Path(ds).exists(): raise FileNotFoundError(f"DeepSpeed config {ds} does not exist (or use one of {', '.join(ZERO_PRESETS)})")
     return str(ds)
 
-# %% ../nbs/03a_training.ipynb #7eacd1b3
+# %% ../nbs/03a_training.ipynb #be12aa02
 def launch_command(args:list,  # the training command after the launcher, e.g. ['knowlm-nb', 'pretrain', '--data', 'chunks/pretrain']
                    launcher:str='deepspeed',  # 'deepspeed' or 'accelerate'
                    gpus_per_node:int=8,  # processes per node
@@ -182,7 +182,7 @@ def launch_command(args:list,  # the training command after the launcher, e.g. [
     else: raise ValueError(f"launcher must be 'deepspeed' or 'accelerate', got {launcher!r}")
     return ' '.join(shlex.quote(c) for c in cmd)
 
-# %% ../nbs/03a_training.ipynb #204c3c3e
+# %% ../nbs/03a_training.ipynb #f62da0b1
 def last_checkpoint(out:str|Path  # a run's output directory
                    )->Path|None:
     "The newest complete `checkpoint-N` directory in `out` (None if none)."
@@ -195,7 +195,7 @@ def last_checkpoint(out:str|Path  # a run's output directory
     cks = [p for p in Path(out).glob('checkpoint-*') if p.name.split('-')[-1].isdigit() and complete(p)]
     return max(cks, key=lambda p: int(p.name.split('-')[-1])) if cks else None
 
-# %% ../nbs/03a_training.ipynb #f5c5e90d
+# %% ../nbs/03a_training.ipynb #a5072118
 class SeededLengthGroupedSampler:
     "Indices in batches of similar-length samples, in an order fixed by the seed and the epoch (so a resumed run sees the same batches)."
     def __init__(self, lengths,  # length of every sample
@@ -229,7 +229,7 @@ def seeded_trainer(base  # a `transformers.Trainer` subclass (TRL's trainers are
     Seeded.__name__ = Seeded.__qualname__ = f"Seeded{base.__name__}"
     return Seeded
 
-# %% ../nbs/03a_training.ipynb #ffebc745
+# %% ../nbs/03a_training.ipynb #b6ccf073
 class TokenCounter:
     "Wraps a data collator; counts the real (unpadded) tokens of the samples (or preference pairs) it collates; raw prompt rows count as samples only."
     def __init__(self, collate,  # the trainer's data collator
@@ -247,7 +247,7 @@ class TokenCounter:
         self.samples += len(samples)
         return self.collate(samples)
 
-# %% ../nbs/03a_training.ipynb #750bcdb2
+# %% ../nbs/03a_training.ipynb #b9876f50
 def step_clock(counter:TokenCounter,  # the run's token counter
                device:str  # the run's device ('cuda' waits for the GPU at each mark)
               ):
@@ -271,7 +271,7 @@ def steady_throughput(marks:list,  # `(seconds, tokens)` per step
     (t0, n0), (t1, n1) = marks[k], marks[-1]
     return (n1 - n0) / max(t1 - t0, 1e-9)
 
-# %% ../nbs/03a_training.ipynb #d93476f4
+# %% ../nbs/03a_training.ipynb #7efa4b1c
 @contextlib.contextmanager
 def trl_labelled_positions_only(device:str  # the run's device ('cpu' is the only one changed)
                                ):
@@ -286,7 +286,7 @@ def trl_labelled_positions_only(device:str  # the run's device ('cpu' is the onl
     try: yield True
     finally: tu._use_triton = original
 
-# %% ../nbs/03a_training.ipynb #b91d611f
+# %% ../nbs/03a_training.ipynb #e2bd6911
 @dataclass
 class TrainResult:
     "What a training run produced."
@@ -322,7 +322,7 @@ def training_arguments(cfg:TrainConfig,  # the run's config
     if device.startswith('cuda') and precision == 'bf16-pure': kw['optim'] = 'adamw_torch_fused'
     return (args_cls or TrainingArguments)(**{**kw, **overrides})
 
-# %% ../nbs/03a_training.ipynb #cc677469
+# %% ../nbs/03a_training.ipynb #c06e776c
 @contextlib.contextmanager
 def launch_environment(cfg:TrainConfig,  # the run's config
                        device:str  # the run's device
@@ -341,7 +341,7 @@ def launch_environment(cfg:TrainConfig,  # the run's config
     finally:
         for k in added: os.environ.pop(k, None)
 
-# %% ../nbs/03a_training.ipynb #8f37908a
+# %% ../nbs/03a_training.ipynb #24b3b466
 def _finish_deepspeed(trainer, out:Path):
     "After a DeepSpeed run: forget the HF DeepSpeed config, wait for every rank, reload the gathered model on rank 0."
     import torch.distributed as dist
@@ -360,7 +360,7 @@ def run_trainer(cfg:TrainConfig,  # the run's config
     "Run a Hugging Face or TRL trainer the way every stage does; save `out/final`, `log_history.json` and `run.json`."
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    device = cfg.device or pick_device()
+    device = pick_device(cfg.device)  # (a device that is not here is refused, not replaced)
     with launch_environment(cfg, device):
         seed_everything(cfg.seed)
         args = training_arguments(cfg, out, device, args_cls, **(args_overrides or {}))
@@ -396,7 +396,7 @@ def run_trainer(cfg:TrainConfig,  # the run's config
         if cfg.deepspeed: model = _finish_deepspeed(trainer, out)
     return TrainResult(model.eval() if model is not None else None, trainer.processing_class, out, hist, secs, tokens, steps, record)
 
-# %% ../nbs/03a_training.ipynb #b47d7814
+# %% ../nbs/03a_training.ipynb #11c568b5
 def cached_training(kind:str,  # artefact family, e.g. 'tiny_lm'
                     recipe:dict,  # the config fields of the run (hashed into the cache key)
                     train,  # `train(out_dir: str) -> TrainResult`, a stage function run with `out=out_dir`

@@ -235,3 +235,22 @@ def test_deepspeed_two_ranks_on_cpu(tmp_path, stage, free_port):
     with torch.no_grad(): out = m(input_ids=x, labels=x)
     assert torch.isfinite(out.logits).all() and out.loss.item() < losses[0] + 0.5
     assert all(p.numel() > 0 for p in m.parameters())  # gathered, not ZeRO-3 shards
+
+
+def test_cli_small_traps(tmp_path):
+    "No loss logged says so (not 'nan -> nan'); --device cuda without CUDA is refused; a non-string text names its line; a misspelt model name gets a suggestion."
+    import torch
+    docs = tmp_path/'d.jsonl'
+    docs.write_text(''.join(json.dumps({'text': f'Kalo Renmi was born in Sator, line {i}.'}) + '\n' for i in range(20)), encoding='utf-8')
+    base = [str(BIN/'knowlm-nb'), 'pretrain', '--data', str(docs), '--hidden-size', '32', '--n-layers', '2', '--max-len', '64']
+    r = subprocess.run([*base, '--out', str(tmp_path/'a'), '--max-steps', '1', '--logging-steps', '10'], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and 'no loss logged (1 steps, fewer than logging_steps=10)' in r.stdout and 'nan' not in r.stdout, r.stdout + r.stderr[-2000:]
+    if not torch.cuda.is_available():
+        r = subprocess.run([*base, '--out', str(tmp_path/'b'), '--max-steps', '1', '--device', 'cuda'], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 2 and "device 'cuda' requested but CUDA is not available here" in r.stderr and not (tmp_path/'b'/'final').exists(), r.stderr[-2000:]
+    bad = tmp_path/'bad.jsonl'
+    bad.write_text('{"text": "fine"}\n{"text": 42}\n', encoding='utf-8')
+    r = subprocess.run([*base[:3], str(bad), *base[4:], '--out', str(tmp_path/'c'), '--max-steps', '1'], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "bad.jsonl:2: field 'text' must be a string, got int" in r.stderr and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    r = subprocess.run([*base, '--out', str(tmp_path/'e'), '--max-steps', '1', '--model', 'tiny-lama'], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 2 and "did you mean 'tiny-llama'" in r.stderr, r.stderr[-2000:]
