@@ -7,17 +7,17 @@ Docs: https://knowlm-nb.github.io/knowlm_nb/training.html.md"""
 # %% auto #0
 __all__ = ['PRECISIONS', 'ZERO_PRESETS', 'TrainConfig', 'liger_available', 'native_bf16', 'resolve_precision',
            'resolve_gpu_options', 'zero_config', 'write_zero_config', 'deepspeed_config_path', 'launch_command',
-           'last_checkpoint', 'SeededLengthGroupedSampler', 'seeded_trainer', 'TokenCounter', 'step_clock',
-           'steady_throughput', 'trl_labelled_positions_only', 'TrainResult', 'training_arguments',
+           'checkpoint_problem', 'last_checkpoint', 'SeededLengthGroupedSampler', 'seeded_trainer', 'TokenCounter',
+           'step_clock', 'steady_throughput', 'trl_labelled_positions_only', 'TrainResult', 'training_arguments',
            'launch_environment', 'run_trainer', 'cached_training']
 
-# %% ../nbs/03a_training.ipynb #afbc9619
+# %% ../nbs/03a_training.ipynb #1c0381cf
 import os, re, sys, json, time, shutil, shlex, socket, contextlib, importlib.util
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 from .core import seed_everything, pick_device, cached_build, write_json, ConfigError
 
-# %% ../nbs/03a_training.ipynb #cd4bcb57
+# %% ../nbs/03a_training.ipynb #8501d33f
 PRECISIONS = ('fp32', 'bf16', 'fp16', 'bf16-pure', 'auto')
 
 @dataclass
@@ -65,7 +65,7 @@ class TrainConfig:
         ok_attn = (None, 'sdpa', 'eager', 'flex_attention', 'flash_attention_2', 'flash_attention_3')
         if self.attn_implementation not in ok_attn: raise ConfigError(f"{name}.attn_implementation must be one of {ok_attn[1:]} or None, got {self.attn_implementation!r}")
 
-# %% ../nbs/03a_training.ipynb #049559c4
+# %% ../nbs/03a_training.ipynb #d27c587a
 def liger_available()->bool:
     "True when the `liger-kernel` package is installed."
     return importlib.util.find_spec('liger_kernel') is not None
@@ -101,7 +101,7 @@ def resolve_gpu_options(cfg:TrainConfig,  # the run's config
     if cfg.precision == 'bf16-pure' and not on_cuda: raise ConfigError("precision='bf16-pure' is for GPUs; on the CPU use 'bf16' (mixed) or 'fp32'")
     return {'liger': bool(liger), 'attn_implementation': attn, 'precision': resolve_precision(cfg.precision, device)}
 
-# %% ../nbs/03a_training.ipynb #dd217b4a
+# %% ../nbs/03a_training.ipynb #1de52d5b
 def zero_config(stage:int=2,  # ZeRO stage: 2 (optimizer + gradients sharded) or 3 (+ parameters)
                 offload_optimizer:bool=False,  # keep optimizer states in CPU memory
                 offload_param:bool=False,  # keep parameters in CPU memory (stage 3 only)
@@ -151,7 +151,7 @@ def deepspeed_config_path(ds:str|None,  # None, a preset name or a JSON file
     if not Path(ds).exists(): raise FileNotFoundError(f"DeepSpeed config {ds} does not exist (or use one of {', '.join(ZERO_PRESETS)})")
     return str(ds)
 
-# %% ../nbs/03a_training.ipynb #be12aa02
+# %% ../nbs/03a_training.ipynb #babbfa94
 def launch_command(args:list,  # the training command after the launcher, e.g. ['knowlm-nb', 'pretrain', '--data', 'chunks/pretrain']
                    launcher:str='deepspeed',  # 'deepspeed' or 'accelerate'
                    gpus_per_node:int=8,  # processes per node
@@ -182,20 +182,42 @@ def launch_command(args:list,  # the training command after the launcher, e.g. [
     else: raise ValueError(f"launcher must be 'deepspeed' or 'accelerate', got {launcher!r}")
     return ' '.join(shlex.quote(c) for c in cmd)
 
-# %% ../nbs/03a_training.ipynb #f62da0b1
-def last_checkpoint(out:str|Path  # a run's output directory
-                   )->Path|None:
-    "The newest complete `checkpoint-N` directory in `out` (None if none)."
-    def complete(p):  # the Trainer writes trainer_state.json last: a checkpoint cut short by a crash lacks it or has half of it
+# %% ../nbs/03a_training.ipynb #dfbc80a4
+def checkpoint_problem(ck:str|Path  # a `checkpoint-N` directory
+                      )->str|None:
+    "Why a checkpoint cannot be resumed from, naming the file (None if it can): its state, weights and optimizer files are checked without loading them."
+    import zipfile
+    ck = Path(ck)
+    try: json.loads((ck/'trainer_state.json').read_text(encoding='utf-8'))
+    except (OSError, ValueError) as e: return f"trainer_state.json is missing or unreadable ({type(e).__name__})"
+    for f in sorted(ck.glob('*.safetensors')):
+        size = f.stat().st_size
         try:
-            json.loads((p/'trainer_state.json').read_text(encoding='utf-8'))
-            return True
-        except (OSError, ValueError):
-            return False
-    cks = [p for p in Path(out).glob('checkpoint-*') if p.name.split('-')[-1].isdigit() and complete(p)]
-    return max(cks, key=lambda p: int(p.name.split('-')[-1])) if cks else None
+            with open(f, 'rb') as fh:
+                n = int.from_bytes(fh.read(8), 'little')
+                if n > size: return f"{f.name} is truncated ({size} bytes, its header alone says {n})"
+                head = json.loads(fh.read(n))
+            end = max((v['data_offsets'][1] for k, v in head.items() if k != '__metadata__'), default=0)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e: return f"{f.name} is unreadable ({type(e).__name__})"
+        if size < 8 + n + end: return f"{f.name} is truncated ({size} of {8 + n + end} bytes)"
+    for f in sorted([*ck.glob('*.pt'), *ck.glob('*.pth'), *ck.glob('*.bin')]):
+        try:
+            with zipfile.ZipFile(f): pass
+        except (OSError, zipfile.BadZipFile) as e: return f"{f.name} is truncated or corrupt ({e})"
+    return None
 
-# %% ../nbs/03a_training.ipynb #a5072118
+def last_checkpoint(out:str|Path,  # a run's output directory
+                    skipped:list|None=None  # filled with `(checkpoint, problem)` for each newer checkpoint passed over
+                   )->Path|None:
+    "The newest `checkpoint-N` directory in `out` that can be resumed from (None if none)."
+    cks = sorted((p for p in Path(out).glob('checkpoint-*') if p.name.split('-')[-1].isdigit()), key=lambda p: -int(p.name.split('-')[-1]))
+    for p in cks:
+        why = checkpoint_problem(p)
+        if why is None: return p
+        if skipped is not None: skipped.append((p, why))
+    return None
+
+# %% ../nbs/03a_training.ipynb #69aadd84
 class SeededLengthGroupedSampler:
     "Indices in batches of similar-length samples, in an order fixed by the seed and the epoch (so a resumed run sees the same batches)."
     def __init__(self, lengths,  # length of every sample
@@ -229,7 +251,7 @@ def seeded_trainer(base  # a `transformers.Trainer` subclass (TRL's trainers are
     Seeded.__name__ = Seeded.__qualname__ = f"Seeded{base.__name__}"
     return Seeded
 
-# %% ../nbs/03a_training.ipynb #b6ccf073
+# %% ../nbs/03a_training.ipynb #d877c068
 class TokenCounter:
     "Wraps a data collator; counts the real (unpadded) tokens of the samples (or preference pairs) it collates; raw prompt rows count as samples only."
     def __init__(self, collate,  # the trainer's data collator
@@ -247,7 +269,7 @@ class TokenCounter:
         self.samples += len(samples)
         return self.collate(samples)
 
-# %% ../nbs/03a_training.ipynb #b9876f50
+# %% ../nbs/03a_training.ipynb #cd78f3f3
 def step_clock(counter:TokenCounter,  # the run's token counter
                device:str  # the run's device ('cuda' waits for the GPU at each mark)
               ):
@@ -271,7 +293,7 @@ def steady_throughput(marks:list,  # `(seconds, tokens)` per step
     (t0, n0), (t1, n1) = marks[k], marks[-1]
     return (n1 - n0) / max(t1 - t0, 1e-9)
 
-# %% ../nbs/03a_training.ipynb #7efa4b1c
+# %% ../nbs/03a_training.ipynb #c6db64a0
 @contextlib.contextmanager
 def trl_labelled_positions_only(device:str  # the run's device ('cpu' is the only one changed)
                                ):
@@ -286,7 +308,7 @@ def trl_labelled_positions_only(device:str  # the run's device ('cpu' is the onl
     try: yield True
     finally: tu._use_triton = original
 
-# %% ../nbs/03a_training.ipynb #e2bd6911
+# %% ../nbs/03a_training.ipynb #9159ed5d
 @dataclass
 class TrainResult:
     "What a training run produced."
@@ -322,7 +344,7 @@ def training_arguments(cfg:TrainConfig,  # the run's config
     if device.startswith('cuda') and precision == 'bf16-pure': kw['optim'] = 'adamw_torch_fused'
     return (args_cls or TrainingArguments)(**{**kw, **overrides})
 
-# %% ../nbs/03a_training.ipynb #c06e776c
+# %% ../nbs/03a_training.ipynb #b74bd793
 @contextlib.contextmanager
 def launch_environment(cfg:TrainConfig,  # the run's config
                        device:str  # the run's device
@@ -341,7 +363,7 @@ def launch_environment(cfg:TrainConfig,  # the run's config
     finally:
         for k in added: os.environ.pop(k, None)
 
-# %% ../nbs/03a_training.ipynb #24b3b466
+# %% ../nbs/03a_training.ipynb #90edf7f1
 def _finish_deepspeed(trainer, out:Path):
     "After a DeepSpeed run: forget the HF DeepSpeed config, wait for every rank, reload the gathered model on rank 0."
     import torch.distributed as dist
@@ -368,7 +390,9 @@ def run_trainer(cfg:TrainConfig,  # the run's config
             import deepspeed
             _ = args.device
             deepspeed.init_distributed(dist_backend='gloo' if device == 'cpu' else 'nccl')
-        resume_from = last_checkpoint(out) if cfg.resume else None
+        skipped = []
+        resume_from = last_checkpoint(out, skipped) if cfg.resume else None
+        for p, why in skipped: print(f"resume: passing over {p.name}: {why}", file=sys.stderr)
         if cfg.resume and resume_from is None: print(f"resume: no checkpoint in {out}, starting from scratch")
         trainer = make_trainer(args, resume_from)
         counter = trainer.data_collator = TokenCounter(trainer.data_collator, cfg.max_len)
@@ -396,7 +420,7 @@ def run_trainer(cfg:TrainConfig,  # the run's config
         if cfg.deepspeed: model = _finish_deepspeed(trainer, out)
     return TrainResult(model.eval() if model is not None else None, trainer.processing_class, out, hist, secs, tokens, steps, record)
 
-# %% ../nbs/03a_training.ipynb #11c568b5
+# %% ../nbs/03a_training.ipynb #c0d6069d
 def cached_training(kind:str,  # artefact family, e.g. 'tiny_lm'
                     recipe:dict,  # the config fields of the run (hashed into the cache key)
                     train,  # `train(out_dir: str) -> TrainResult`, a stage function run with `out=out_dir`

@@ -254,3 +254,19 @@ def test_cli_small_traps(tmp_path):
     assert r.returncode == 2 and "bad.jsonl:2: field 'text' must be a string, got int" in r.stderr and 'Traceback' not in r.stderr, r.stderr[-2000:]
     r = subprocess.run([*base, '--out', str(tmp_path/'e'), '--max-steps', '1', '--model', 'tiny-lama'], capture_output=True, text=True, timeout=600)
     assert r.returncode == 2 and "did you mean 'tiny-llama'" in r.stderr, r.stderr[-2000:]
+
+
+def test_resume_passes_over_a_damaged_checkpoint(tmp_path):
+    "A truncated model.safetensors in the newest checkpoint: --resume names it and continues from the previous complete one."
+    docs = tmp_path/'d.jsonl'
+    docs.write_text(''.join(json.dumps({'text': f'Kalo Renmi was born in Sator, line {i}.'}) + '\n' for i in range(40)), encoding='utf-8')
+    base = [str(BIN/'knowlm-nb'), 'pretrain', '--data', str(docs), '--hidden-size', '32', '--n-layers', '2', '--max-len', '64',
+            '--out', str(tmp_path/'run'), '--save-steps', '2', '--save-total-limit', '5', '--logging-steps', '1', '--batch-size', '4']
+    r = subprocess.run([*base, '--max-steps', '4'], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    w = tmp_path/'run'/'checkpoint-4'/'model.safetensors'
+    w.write_bytes(w.read_bytes()[:1000])
+    r = subprocess.run([*base, '--max-steps', '6', '--resume'], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert 'resume: passing over checkpoint-4: model.safetensors is truncated (1000 ' in r.stderr, r.stderr[-3000:]
+    assert json.loads((tmp_path/'run'/'run.json').read_text())['resumed_from'].endswith('checkpoint-2')
