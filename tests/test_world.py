@@ -128,8 +128,34 @@ def test_cli_world_help_and_bad_input(tmp_path, capsys):
     helps = config_field_help(WorldCommandConfig)
     assert set(helps) == {f.name for f in fields(WorldCommandConfig)} and {f.name for f in fields(WorldConfig)} < set(helps)
     for name, comment in helps.items(): assert '--' + name.replace('_', '-') in out and ' '.join(comment.split()) in out, name
-    assert cli_world(['--n-people', '-3']) == 2 and 'WorldConfig.n_people must be an int in [4, 20000], got -3' in capsys.readouterr().err
+    assert cli_world(['--n-people', '-3']) == 2 and 'WorldConfig.n_people must be an int in [4, 2280], got -3' in capsys.readouterr().err
     assert cli_world(['--seed', '1']) == 2 and capsys.readouterr().err == 'knowlm-nb world: error: the following arguments are required: --out\n'
     assert cli_world(['--out', str(tmp_path), '--split', '0.5', 'half']) == 2 and 'WorldConfig.split must be three' in capsys.readouterr().err
     assert cli_world(['--out', str(tmp_path), '--n-people', 'many']) == 2 and "argument --n-people: expected an integer, got 'many'" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+
+
+def test_every_accepted_size_builds_and_the_limit_is_named(capsys):
+    "The accepted range is what works: the largest world the syllables allow builds; one person more is a one-line error naming the limit."
+    from knowlm_nb.world import NAME_LIMIT, cli_world
+    others = 10 + 5 * (1 + 4)  # n_orgs + countries and their cities (the defaults)
+    w = make_world(WorldConfig(n_people=NAME_LIMIT - others, n_orgs=10, n_inventions=20, collaborations=15))
+    assert len([e for e in w.entities.values() if e.type == 'person']) == NAME_LIMIT - others
+    with pytest.raises(WorldConfigError, match=f'n_people can be at most {NAME_LIMIT - others}'): WorldConfig(n_people=NAME_LIMIT - others + 1)
+    assert cli_world(['--n-people', '2250', '--out', 'unused']) == 2 and 'n_people can be at most 2245' in capsys.readouterr().err
+
+
+def test_a_rewrite_that_fails_leaves_the_previous_world(tmp_path, monkeypatch):
+    "A full disk half-way through a rewrite: the old files and their manifest stay, byte for byte; no staging directory is left."
+    import knowlm_nb.world as W
+    write_world(tmp_path/'w')
+    before = {p.name: p.read_bytes() for p in (tmp_path/'w').iterdir()}
+    real, calls = W.write_jsonl, []
+    def full_disk(path, recs):
+        calls.append(path)
+        if len(calls) == 3: raise OSError(28, 'No space left on device')
+        return real(path, recs)
+    monkeypatch.setattr(W, 'write_jsonl', full_disk)
+    with pytest.raises(OSError, match='No space left'): write_world(tmp_path/'w', WorldConfig(seed=1))
+    assert {p.name: p.read_bytes() for p in (tmp_path/'w').iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['w']
