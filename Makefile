@@ -6,7 +6,7 @@ PIP    := $(BIN)/python -m pip
 EXTRAS ?= dev,deepspeed
 OUT    ?= report
 
-.PHONY: setup demo test test-notebooks test-pytest export clean-nbs bench clean
+.PHONY: setup cjk-font demo test test-notebooks test-pytest export clean-nbs bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,14 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) install -q -c constraints.txt -e ".[$(EXTRAS)]"
 	touch $@
 
-setup: $(VENV)/.installed
+setup: $(VENV)/.installed cjk-font
+
+# Chinese plot labels need a CJK font: installed where the package manager allows it (root and apt-get), else a note says how.
+cjk-font:
+	@fc-list 2>/dev/null | grep -qiE 'wenquanyi|noto sans cjk|source han' && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get install -y -q fonts-wqy-microhei >/dev/null 2>&1 || echo "note: could not install fonts-wqy-microhei: Chinese plot labels will show as boxes"; \
+	else echo "note: no CJK font found: Chinese plot labels will show as boxes (sudo apt-get install fonts-wqy-microhei)"; fi
 
 demo: setup
 	$(BIN)/knowlm-nb pipeline --out $(OUT)

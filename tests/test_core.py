@@ -230,3 +230,12 @@ def test_sigterm_during_a_command_leaves_no_temporary_file(tmp_path):
     r = subprocess.run([sys.executable, '-c', code, str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 143 and r.stderr.strip() == 'knowlm-nb x: terminated (SIGTERM)', r.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_report_says_when_chinese_will_show_as_boxes(tmp_path, monkeypatch):
+    "Without a CJK font the pipeline's report carries the note (and the notebook/CLI warning says it once)."
+    import knowlm_nb.core as C
+    monkeypatch.setattr(C, 'CJK_FONTS', ['No Such Font'])
+    monkeypatch.setattr(C, '_cjk_warned', [True])
+    md = C.pipeline(tmp_path/'rep', stages=['world']).read_text(encoding='utf-8')
+    assert f"Note: {C.NO_CJK_FONT}." in md
