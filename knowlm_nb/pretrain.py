@@ -9,9 +9,9 @@ __all__ = ['PretrainResult', 'TINY_LM_RECIPE', 'cli_pretrain', 'CausalLMCollator
            'TokenSamples', 'tokenize_documents', 'read_documents', 'load_pretraining_data', 'PretrainConfig',
            'knowlm_recipe', 'PretrainInputError', 'check_run_inputs', 'pretrain_model_and_tokenizer',
            'pretraining_samples', 'pretrain', 'plot_training', 'perplexity', 'fact_recall', 'tiny_lm_path', 'tiny_lm',
-           'plot_recall', 'top_next_tokens', 'pretrain_demo', 'pipeline_pretrain']
+           'plot_recall', 'top_next_tokens', 'demo_report', 'pretrain_demo', 'pipeline_pretrain']
 
-# %% ../nbs/04_pretraining.ipynb #e66fbbfb
+# %% ../nbs/04_pretraining.ipynb #c51b7f02
 import os, math, time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ from .probe import probe_answers
 from .training import (TrainConfig, TrainResult, run_trainer, seeded_trainer, resolve_gpu_options, cached_training,
                                 zero_config, ZERO_PRESETS, write_zero_config, launch_command, last_checkpoint, SeededLengthGroupedSampler)
 
-# %% ../nbs/04_pretraining.ipynb #03f6fbfd
+# %% ../nbs/04_pretraining.ipynb #343d2293
 def _token_arrays(samples, max_len):
     "Each sample (ids, or a dict with `input_ids`) as an int64 array, cut to `max_len`; an empty one is an error."
     seqs = [np.asarray(s['input_ids'] if isinstance(s, dict) else s, dtype=np.int64).reshape(-1)[:max_len] for s in samples]
@@ -53,7 +53,7 @@ class CausalLMCollator:
         ids, mask = torch.from_numpy(ids), torch.from_numpy(mask)
         return {'input_ids': ids, 'attention_mask': mask, 'labels': ids.masked_fill(mask == 0, -100)}
 
-# %% ../nbs/04_pretraining.ipynb #6c6359bc
+# %% ../nbs/04_pretraining.ipynb #58af90b4
 class PackedCollator:
     "Pack a batch's samples into rows of at most `width` tokens, each sample attending only to itself."
     def __init__(self, pad_id:int,  # id that fills the end of a row (never attended to by a sample, never trained on)
@@ -93,7 +93,7 @@ class PackedCollator:
         pos[len(rows):] = np.arange(T)  # (and so is each all-padding row)
         return {'input_ids': torch.from_numpy(ids), 'position_ids': torch.from_numpy(pos), 'labels': torch.from_numpy(labels)}
 
-# %% ../nbs/04_pretraining.ipynb #3904d786
+# %% ../nbs/04_pretraining.ipynb #05ab5d3a
 def check_packing(model,  # a causal LM
                   tol:float=1e-3  # largest allowed logit difference between a packed and an unpacked sample
                  )->float:
@@ -116,7 +116,7 @@ def check_packing(model,  # a causal LM
                          f"position ids (sdpa, eager, flex_attention, flash_attention_2)")
     return err
 
-# %% ../nbs/04_pretraining.ipynb #87540ffb
+# %% ../nbs/04_pretraining.ipynb #3ed2b77c
 class TokenSamples:
     "A list-like dataset of token-id arrays (what the Trainer iterates)."
     def __init__(self, samples, source:str=''):
@@ -196,7 +196,7 @@ def load_pretraining_data(data,  # index PREFIX, a .jsonl/.txt file, or a list o
     order = mixture_indices(ds, mixture, n_samples or len(ds), seed) if mixture else None
     return _IndexView(ds, order)
 
-# %% ../nbs/04_pretraining.ipynb #ab7ba44b
+# %% ../nbs/04_pretraining.ipynb #367873a5
 @dataclass
 class PretrainConfig(TrainConfig):
     "Everything a pretraining run depends on: the shared training fields and the pretraining data and model size."
@@ -233,7 +233,7 @@ def knowlm_recipe(**overrides)->PretrainConfig:
                 save_steps=500, logging_steps=10)
     return merge_config(PretrainConfig, {**base, **overrides})
 
-# %% ../nbs/04_pretraining.ipynb #a76b8b68
+# %% ../nbs/04_pretraining.ipynb #1373bef9
 class PretrainInputError(InputError):
     "The data, tokenizer, model or checkpoint of a pretraining run do not fit together."
 
@@ -259,7 +259,7 @@ def check_run_inputs(model, tokenizer, data, max_len:int, resume_from:str|Path|N
         if diff: raise PretrainInputError(f"checkpoint {resume_from} is of a different model: " +
                                           ', '.join(f"{k} {c.get(k)} != {m.get(k)}" for k in diff))
 
-# %% ../nbs/04_pretraining.ipynb #5e7e8603
+# %% ../nbs/04_pretraining.ipynb #d3cdb368
 PretrainResult = TrainResult  # what a pretraining run produced (the training core's result)
 
 def pretrain_model_and_tokenizer(cfg:PretrainConfig,  # the run's config
@@ -282,7 +282,7 @@ def pretraining_samples(cfg:PretrainConfig, tokenizer)->TokenSamples:
         return load_pretraining_data(texts, tokenizer, cfg.max_len)
     return load_pretraining_data(cfg.data, tokenizer, cfg.max_len, mixture=cfg.mixture, seed=cfg.seed)
 
-# %% ../nbs/04_pretraining.ipynb #de4e82a1
+# %% ../nbs/04_pretraining.ipynb #2b03c951
 def pretrain(config:PretrainConfig|None=None,  # the recipe
              **overrides  # fields of `PretrainConfig` to change (an unknown name is an error)
             )->TrainResult:
@@ -303,7 +303,7 @@ def pretrain(config:PretrainConfig|None=None,  # the recipe
         return seeded_trainer(Trainer)(model=model, args=args, train_dataset=data, data_collator=collator, processing_class=tok)
     return run_trainer(cfg, make_trainer)
 
-# %% ../nbs/04_pretraining.ipynb #db03c6aa
+# %% ../nbs/04_pretraining.ipynb #7de8eb41
 def plot_training(log_history:list, title:str='pretraining'):
     "Loss and learning rate against the optimizer step, from a Trainer log history."
     import matplotlib.pyplot as plt
@@ -322,7 +322,7 @@ def plot_training(log_history:list, title:str='pretraining'):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/04_pretraining.ipynb #b3d9e6a6
+# %% ../nbs/04_pretraining.ipynb #baea46d1
 def perplexity(model, tokenizer, texts:list,  # documents
                max_len:int=256,  # window
                batch_size:int=32  # documents per forward pass
@@ -358,7 +358,7 @@ def fact_recall(model, tokenizer, world=None,  # the world whose facts are probe
              for lang in langs for f in facts for p in f[f'{key}_{lang}']]
     return probe_answers(model, tokenizer, items, batch_size=batch_size, return_items=return_items)
 
-# %% ../nbs/04_pretraining.ipynb #4d0c9be4
+# %% ../nbs/04_pretraining.ipynb #9a542632
 TINY_LM_RECIPE = dict(model='tiny-llama', hidden_size=128, n_layers=2, n_heads=4, max_len=256, doc_repeats=4, epochs=110,
                       batch_size=32, group_by_length=False, packing=True, lr=4e-3, warmup_steps=30, logging_steps=20,
                       precision='auto', seed=0)
@@ -376,7 +376,7 @@ def tiny_lm(world_seed:int=0, device:str='cpu', **overrides):
     p = tiny_lm_path(world_seed, **overrides)
     return load_model(p, device=device), load_tokenizer(p)
 
-# %% ../nbs/04_pretraining.ipynb #78303d89
+# %% ../nbs/04_pretraining.ipynb #a829baa0
 def plot_recall(results:dict,  # model name -> {'train': fact_recall(...), 'heldout': fact_recall(...)}
                 title:str='fact recall'):
     "Grouped bars of fact recall per model, template set and language."
@@ -395,29 +395,39 @@ def plot_recall(results:dict,  # model name -> {'train': fact_recall(...), 'held
     fig.tight_layout()
     return fig
 
-# %% ../nbs/04_pretraining.ipynb #c56ddad5
+# %% ../nbs/04_pretraining.ipynb #84536217
 def top_next_tokens(model, tokenizer, prompt:str, k:int=10)->list:
     "The `k` most likely next tokens after `prompt`, with probabilities."
     ids = tokenizer(prompt, return_tensors='pt', add_special_tokens=False)['input_ids'].to(next(model.parameters()).device)
     with torch.no_grad(): p = model(input_ids=ids).logits[0, -1].float().softmax(-1)
     v, i = p.topk(k)
-    return [(tokenizer.decode([int(t)]), round(float(x), 4)) for x, t in zip(v, i)]
+    def shown(t):  # a byte-level piece of a character decodes to U+FFFD: show the piece itself
+        s = tokenizer.decode([int(t)])
+        return tokenizer.convert_ids_to_tokens(int(t)) if '\ufffd' in s else s
+    return [(shown(t), round(float(x), 4)) for x, t in zip(v, i)]
 
-def pretrain_demo(model=None, tokenizer=None):
+def demo_report(model, tokenizer, prompt:str  # what the user typed
+               )->str:
+    "The demo's text for one prompt: the greedy completion and the ten most likely next tokens, or what to type."
+    if not prompt.strip(): return "type a prompt: the model continues it (for example the start of a sentence about the world)"
+    lines = [f"completion: {generate(model, tokenizer, prompt, max_new_tokens=16)[0]!r}"]
+    return '\n'.join(lines + [f"  {p:7.4f}  {t!r}" for t, p in top_next_tokens(model, tokenizer, prompt)])
+
+def pretrain_demo(model=None, tokenizer=None,
+                  prompt:str|None=None  # the starting prompt (default: a training fact's prompt from the world)
+                 ):
     "An ipywidgets demo: a prompt box, the greedy completion and the top-10 next tokens."
+    import html
     import ipywidgets as W
     if model is None: model, tokenizer = tiny_lm()
-    box, out = W.Text(value='Kalo Renmi was born in', layout=W.Layout(width='80%'), continuous_update=False), W.Output()
-    def show(*_):
-        out.clear_output()
-        with out:
-            print('completion:', repr(generate(model, tokenizer, box.value, max_new_tokens=16)[0]))
-            for t, p in top_next_tokens(model, tokenizer, box.value): print(f"  {p:7.4f}  {t!r}")
+    if prompt is None: prompt = fact_records(make_world())[0]['prompts_en'][0]
+    box, out = W.Text(value=prompt, layout=W.Layout(width='80%'), continuous_update=False), W.HTML()
+    def show(*_): out.value = f"<pre>{html.escape(demo_report(model, tokenizer, box.value))}</pre>"
     box.observe(show, 'value')
     show()
     return W.VBox([box, out])
 
-# %% ../nbs/04_pretraining.ipynb #aae8145d
+# %% ../nbs/04_pretraining.ipynb #95c07d08
 def _run_pretrain(cfg:PretrainConfig):
     "Train, then print one line of summary (on rank 0)."
     r = pretrain(cfg)
