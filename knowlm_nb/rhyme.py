@@ -20,7 +20,7 @@ __all__ = ['SECTIONS', 'ZH_DIGITS', 'GROUP_ALIASES', 'SUPPLEMENT_VARIANTS', 'SUP
            'quantangshi_dir', 'fetch_quantangshi', 'fetched_quantangshi', 'mandarin_table', 'protocol_row',
            'card_protocol_rows', 'plot_score_hist', 'cli_rhyme', 'pipeline_rhyme', 'rhyme_demo']
 
-# %% ../nbs/10_rhyme.ipynb #0c070ab5
+# %% ../nbs/10_rhyme.ipynb #74a30519
 import re, json, time, argparse, hashlib, unicodedata, importlib.util, statistics
 from dataclasses import dataclass, field, asdict
 from functools import lru_cache
@@ -28,7 +28,7 @@ from pathlib import Path
 from .core import (system_exit_code, read_json, write_json, write_jsonl, DataFormatError, InputError, use_cjk_font, knowlm_home, atomic_write,
                             run_command)
 
-# %% ../nbs/10_rhyme.ipynb #f54a0332
+# %% ../nbs/10_rhyme.ipynb #acd9c2ae
 SECTIONS = (('上平聲部', '上平', '平'), ('下平聲部', '下平', '平'), ('上聲部', '上声', '上'), ('去聲部', '去声', '去'), ('入聲部', '入声', '入'))
 ZH_DIGITS = dict(zip('〇零一二三四五六七八九', (0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9)))
 
@@ -66,7 +66,7 @@ def _zh(n:int)->str:
     d = '〇一二三四五六七八九'
     return d[n] if n < 10 else (('' if n < 20 else d[n//10]) + '十' + (d[n % 10] if n % 10 else ''))
 
-# %% ../nbs/10_rhyme.ipynb #601d4203
+# %% ../nbs/10_rhyme.ipynb #14f619d1
 GROUP_ALIASES = {'筱': '筿', '篠': '筿', '俭': '琰', '儉': '琰', '箇': '个', '個': '个', '豔': '艳', '艷': '艳'}
 
 def _pingshui_data_path()->Path:
@@ -85,7 +85,7 @@ def to_simplified(text:str  # Chinese text in any script
     "Convert `text` to simplified characters with OpenCC `t2s`."
     return _t2s().convert(text) if text else text
 
-# %% ../nbs/10_rhyme.ipynb #91342096
+# %% ../nbs/10_rhyme.ipynb #76c3488c
 SUPPLEMENT_VARIANTS = {  # variant form -> standard form (in the dependency's table) whose readings it shares
     '劒': '劍', '劔': '劍', '猨': '猿', '疎': '疏', '廻': '回', '迴': '回', '壻': '婿', '隣': '鄰', '棃': '梨', '筯': '箸',
     '鏁': '鎖', '簷': '檐', '秪': '祇', '斾': '旆', '緜': '綿', '飜': '翻', '鬬': '鬥', '徴': '徵', '隠': '隱', '衞': '衛',
@@ -104,7 +104,7 @@ SUPPLEMENT_GROUP_NAMES = {  # character -> groups the table leaves out although 
     '先': '先',  # the dependency lists 先 only under 去声十七霰, so every poem rhyming on 先 in 下平一先 failed
 }
 
-# %% ../nbs/10_rhyme.ipynb #7e8abbdc
+# %% ../nbs/10_rhyme.ipynb #2d765605
 class PingshuiTable:
     "The 平水韵: its 106 groups and, per character, the set of groups it can be read in."
     def __init__(self, groups:list,  # the 106 `RhymeGroup`s in order
@@ -196,13 +196,13 @@ def pingshui_table(supplement:bool=True  # add the documented supplement (varian
     tab.simplify_trans = {ord(t): s for t, s in simplify.items() if s != t}  # for `str.translate`
     return tab
 
-# %% ../nbs/10_rhyme.ipynb #43dd60d7
+# %% ../nbs/10_rhyme.ipynb #3d3a3575
 def table_gaps(table:PingshuiTable  # a 平水韵 table
               )->list:
     "Groups whose name character (simplified or traditional) the table does not list in that group: [(group label, character)]."
     return [(g.label, n) for g in table.groups for n in sorted({g.name, g.trad}) if g.idx not in table.readings.get(n, ())]
 
-# %% ../nbs/10_rhyme.ipynb #60c7080f
+# %% ../nbs/10_rhyme.ipynb #3c3dd3b4
 _HAN = '\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f'
 _RESTORED = re.compile(rf'\[([{_HAN}□]{{1,4}})\]')  # [玄]: a restored or taboo-avoided character, kept
 _NOTE = re.compile(r'[(（\[【〔][^()（）\[\]【】〔〕]*[)）\]】〕]')  # (一作…): a variant note, dropped
@@ -258,7 +258,7 @@ def split_lines(poem,  # the poem: a string, or a list of lines / couplets (chin
         if c: lines = [s[i:i+c] for i in range(0, n, c)]
     return lines
 
-# %% ../nbs/10_rhyme.ipynb #e2af3ca5
+# %% ../nbs/10_rhyme.ipynb #e9bd8819
 FORMS = {'五绝': (4, 5), '七绝': (4, 7), '五律': (8, 5), '七律': (8, 7), '五排': (0, 5), '七排': (0, 7)}  # form -> (lines, chars per line); 0 = any even number >= 10
 _FORM_RE = re.compile(r'([五七5-7])(?:言|字)?\s*(絕句|绝句|絕|绝|律詩|律诗|律|排律)')
 
@@ -293,7 +293,7 @@ def form_shape(form:str, n_lines:int)->tuple:
     if N == 0: N = max(10, n_lines + (n_lines % 2))
     return N, C
 
-# %% ../nbs/10_rhyme.ipynb #4b73b3f7
+# %% ../nbs/10_rhyme.ipynb #48fa81e7
 PING, ZE = 1, 2  # tone masks: a character's mask is 1 (平), 2 (仄), 3 (has both readings) or 0 (unknown)
 _CORE = {(ZE, ZE): (2, 2, 1, 1, 2), (ZE, PING): (2, 2, 2, 1, 1), (PING, ZE): (1, 1, 1, 2, 2), (PING, PING): (1, 1, 2, 2, 1)}
 
@@ -324,11 +324,11 @@ def tone_templates(chars:int,  # 5 or 7
 
 def show_pattern(pat)->str: return ''.join('?平仄'[t] for t in pat)
 
-# %% ../nbs/10_rhyme.ipynb #66d7014c
+# %% ../nbs/10_rhyme.ipynb #548a466e
 _FREE = {5: (0, 2), 7: (0, 2, 4)}  # 0-based free positions under 一三五不论 (the last is never free)
 CORE_A, CORE_B, CORE_C, CORE_D = (ZE, ZE, PING, PING, ZE), (PING, PING, ZE, ZE, PING), (PING, PING, PING, ZE, ZE), (ZE, ZE, ZE, PING, PING)
 
-# %% ../nbs/10_rhyme.ipynb #58daf2c5
+# %% ../nbs/10_rhyme.ipynb #a98ddf9c
 def guping(core:list,  # tone masks of the line's last five characters
            pat:tuple  # the template's core (one of CORE_A-D)
           )->str|None:
@@ -336,14 +336,14 @@ def guping(core:list,  # tone masks of the line's last five characters
     if pat != CORE_B or core[0] != ZE: return None
     return '孤平自救' if core[2] & PING else '孤平'
 
-# %% ../nbs/10_rhyme.ipynb #7eef0bb8
+# %% ../nbs/10_rhyme.ipynb #96ae9c3b
 def sanpingwei(core:list,  # tone masks of the line's last five characters
                pat:tuple  # the template's core
               )->bool:
     "True when a D line ends on three characters that can only be 平 (三平尾)."
     return pat == CORE_D and core[2] == PING and core[3] & PING != 0 and core[4] & PING != 0
 
-# %% ../nbs/10_rhyme.ipynb #cb296996
+# %% ../nbs/10_rhyme.ipynb #cc75a196
 def special_form(core:list,  # tone masks of the line's last five characters
                  pat:tuple  # the template's core
                 )->bool:
@@ -351,7 +351,7 @@ def special_form(core:list,  # tone masks of the line's last five characters
     return (pat == CORE_C and not core[3] & ZE and core[0] & PING != 0 and core[1] & PING != 0 and core[2] & ZE != 0
             and core[3] & PING != 0 and core[4] & ZE != 0)
 
-# %% ../nbs/10_rhyme.ipynb #402bd8c1
+# %% ../nbs/10_rhyme.ipynb #94b2ce7b
 def rescued_in_couplet(core_a:list,  # tone masks of the first line's core (an A line)
                        core_b:list,  # tone masks of the second line's core (a B line)
                        pat_a:tuple,  # the template's core of the first line
@@ -361,7 +361,7 @@ def rescued_in_couplet(core_a:list,  # tone masks of the first line's core (an A
     if pat_a != CORE_A or len(core_a) < 5 or core_a[3] != ZE: return None
     return pat_b == CORE_B and len(core_b) >= 5 and core_b[2] & PING != 0
 
-# %% ../nbs/10_rhyme.ipynb #9be7caf4
+# %% ../nbs/10_rhyme.ipynb #ec19d491
 def nian_dui_break(prev:list,  # tone masks of the line before
                    line:list,  # tone masks of this line
                    i:int  # this line's 0-based index in the poem
@@ -372,7 +372,7 @@ def nian_dui_break(prev:list,  # tone masks of the line before
     if i % 2 == 1: return '失对' if a == b else None
     return '失粘' if a != b else None
 
-# %% ../nbs/10_rhyme.ipynb #13926812
+# %% ../nbs/10_rhyme.ipynb #2e5ffd46
 def fit_line(masks:list,  # tone masks of the line's characters
              pat:tuple,  # the template line (PING/ZE per position)
              loose:bool=True,  # apply 一三五不论 (with the 孤平 and 三平尾 checks)
@@ -413,7 +413,7 @@ def fit_line(masks:list,  # tone masks of the line's characters
                 if verdicts: cells[q+2] = ('bad', '三平尾')
     return ok, tot, cells
 
-# %% ../nbs/10_rhyme.ipynb #fc19902c
+# %% ../nbs/10_rhyme.ipynb #c3d06eb0
 @lru_cache(None)
 def _pat_bits(pat:tuple, loose:bool)->tuple:
     C = len(pat)
@@ -474,7 +474,7 @@ def _template_kinds(C:int, N:int, rtone:int)->tuple:
     kinds = [line_pattern(C, s, e) for s, e in _LINE_KINDS]
     return tuple((name, pats, tuple(kinds.index(p) for p in pats)) for name, pats in tone_templates(C, N, rtone).items())
 
-# %% ../nbs/10_rhyme.ipynb #fd12fbfb
+# %% ../nbs/10_rhyme.ipynb #a322ab7f
 _COARSE = {'n': 'N', 's': 'N', 'f': 'N', 't': 'N', 'i': 'N', 'l': 'N', 'j': 'N', 'g': 'N', 'v': 'P', 'a': 'P', 'z': 'P', 'b': 'P',
            'm': 'M', 'q': 'M', 'r': 'R', 'd': 'D', 'p': 'X', 'c': 'X', 'u': 'X', 'y': 'X', 'e': 'X', 'o': 'X', 'h': 'X', 'k': 'X'}
 CLASS_OVERRIDES = {'月': 'N'}
@@ -523,13 +523,13 @@ def couplet_parallelism(a:str, b:str  # the two lines of a couplet
     def dup(s, i): return (i > 0 and s[i] == s[i-1]) or (i + 1 < len(s) and s[i] == s[i+1])
     return sum(1 for i in range(m) if a[i] != b[i] and ((ca[i] == cb[i] != '?') or (dup(a, i) and dup(b, i)))) / n
 
-# %% ../nbs/10_rhyme.ipynb #abe3f59f
+# %% ../nbs/10_rhyme.ipynb #edd24b8f
 def clear_caches():
     "Forget the per-line work cached while scoring (benchmarks call this between timed runs so that each is a cold pass)."
     _line_fits.cache_clear()
     line_classes.cache_clear()
 
-# %% ../nbs/10_rhyme.ipynb #ee7790d9
+# %% ../nbs/10_rhyme.ipynb #2dc3988a
 WEIGHTS = {'tones': 0.4, 'rhymes': 0.3, 'antithesis': 0.2, 'length': 0.1}  # the model card's weights
 
 @dataclass
@@ -581,7 +581,7 @@ def resolve_group(name,  # a group: 1-106, '东', '一东', '上平一东', '上
     if not cands: return None
     return min(cands, key=lambda i: (T.by_idx[i].tone != '平', i))
 
-# %% ../nbs/10_rhyme.ipynb #394870f4
+# %% ../nbs/10_rhyme.ipynb #b7d80fcb
 def score_length(lines:list,  # the poem's lines
                  form:str|None,  # the form asked for, e.g. '五律' or '五言律诗' (None: the form nearest the poem's shape)
                  reasons:list  # filled in place with why points were lost
@@ -598,7 +598,7 @@ def score_length(lines:list,  # the poem's lines
     if good < min(n, N): reasons.append(f"lines of {sorted({len(l) for l in lines})} characters, a {fkey} has {C} per line")
     return fkey, N, C, length
 
-# %% ../nbs/10_rhyme.ipynb #dc557da2
+# %% ../nbs/10_rhyme.ipynb #4f997afa
 def poem_tone_codes(lines:list,  # the poem's lines
                     n_lines:int,  # N: how many lines the form has (codes are made for the first N)
                     table:PingshuiTable,  # the 平水韵 table
@@ -620,7 +620,7 @@ def poem_tone_codes(lines:list,  # the poem's lines
     if missing: coded = _NOT_CODE.sub('0', coded)  # characters still untranslated are the unknown ones
     return coded.split('\n')[:n_lines]
 
-# %% ../nbs/10_rhyme.ipynb #831e85c8
+# %% ../nbs/10_rhyme.ipynb #bfe8818c
 def _rhyme_choice(ends:list, first:str|None, table:PingshuiTable, group:int|None):
     "Pick the rhyme group: the requested one, or the one most rhyme positions share (ties: 平 groups first)."
     if group is not None: return group
@@ -690,7 +690,7 @@ def score_rhymes(body:list,  # the poem's first N lines
     if gidx > 30: reasons.append(f"仄韵: rhymes in the oblique group {table.by_idx[gidx].label}")
     return gidx, (100.0 * (hits + first_in) / slots if slots else 0.0), first_in
 
-# %% ../nbs/10_rhyme.ipynb #958454a7
+# %% ../nbs/10_rhyme.ipynb #8afb876d
 _CORE_KIND = {5: (3, 0), 7: (1, 2)}  # indices into `_LINE_KINDS` of the template lines whose core is A and B
 
 def couplet_rescues(codes:list,  # tone codes of the poem's lines
@@ -727,7 +727,7 @@ def best_template(codes:list,  # the tone code of each of the poem's first N lin
         if best is None or sc > best[0]: best = (sc, name, pats)
     return 100.0 * best[0], best[1], best[2]
 
-# %% ../nbs/10_rhyme.ipynb #4fc1787e
+# %% ../nbs/10_rhyme.ipynb #46ea88c3
 _OPP_POS = {C: tuple(sorted({p for p in (1, 3, 5, C - 1) if p < C})) for C in (5, 7)}  # positions checked for tone opposition
 _OPPOSED = {a: {b: bool((int(a) & PING and int(b) & ZE) or (int(a) & ZE and int(b) & PING)) for b in '0123'} for a in '0123'}  # tone codes that can be opposed
 
@@ -760,7 +760,7 @@ def score_antithesis(body:list,  # the poem's first N lines
     if weak: reasons.append(f"weak antithesis in couplet(s) {', '.join(weak)}")
     return 100.0 * sum(vals) / len(vals) if vals else 0.0
 
-# %% ../nbs/10_rhyme.ipynb #598f4407
+# %% ../nbs/10_rhyme.ipynb #6538f676
 def reward_gate(lines:list,  # the poem's lines
                 n_lines:int,  # N: lines of the asked form
                 chars:int  # C: characters per line of the asked form
@@ -776,7 +776,7 @@ def reward_gate(lines:list,  # the poem's lines
     if rep < 1: why.append(f"reward mode: {len(set(text))} distinct characters of {len(text)}, {len(set(lines))} distinct lines of {n}: x{rep:.2f}")
     return shape * rep, why
 
-# %% ../nbs/10_rhyme.ipynb #633d03e6
+# %% ../nbs/10_rhyme.ipynb #8257d4e5
 def score_poem(poem,  # the poem: text (any script, punctuation optional) or a list of lines
                form:str|None=None,  # '五绝', '七律', '五言律诗' ...; None: the form the poem's shape is closest to
                group=None,  # the rhyme group asked for ('东', '上平一东', 1 ...); None: the majority group
@@ -855,7 +855,7 @@ def _grid(body, masks, pats, loose, T, marks, C, rtone)->tuple:
         grid.append(row)
     return grid, faults
 
-# %% ../nbs/10_rhyme.ipynb #ad96ee45
+# %% ../nbs/10_rhyme.ipynb #ddb5d2a1
 _COLOURS = {'ok': '#9fd8a4', 'free': '#dddddd', 'bad': '#f08a8a', 'unknown': '#f5d36b', 'missing': '#ffffff', 'extra': '#ffffff', 'rule': '#a8cdf0'}
 
 def plot_grid(result:PoemScore,  # a result of `score_poem(..., detail=True)`
@@ -885,7 +885,7 @@ def plot_grid(result:PoemScore,  # a result of `score_poem(..., detail=True)`
     ax.set_title(f"{result.form} {result.template or ''} {result.group or ''}  tones {result.tones:.0f} rhymes {result.rhymes:.0f}", fontsize=9)
     return ax.figure
 
-# %% ../nbs/10_rhyme.ipynb #31511973
+# %% ../nbs/10_rhyme.ipynb #bf925d69
 _TITLE_RE = re.compile(r"以\s*[《「『'\"“‘]([^》」』'\"”’]{1,20})[》」』'\"”’]\s*[为為]?[题題]|[题題][为為]\s*[《「『'\"“‘]?([^》」』'\"”’，,。]{1,20})|[题題]目[:：]\s*[《「『'\"“‘]?([^》」』'\"”’，,。]{1,20})")
 _GROUP_RE = re.compile(r"(?:押|用)\s*(?:平水韵|平水韻)?\s*(?:的)?\s*[《「『'\"“‘]?([上下入去]?[平声聲]{0,2}[〇零一二三四五六七八九十\d]*[\u4e00-\u9fff])[》」』'\"”’]?\s*(?:韵|韻|部)")
 
@@ -907,7 +907,7 @@ def parse_prompt(prompt  # the instruction: a string or a conversational list of
             break
     return out
 
-# %% ../nbs/10_rhyme.ipynb #ff19e813
+# %% ../nbs/10_rhyme.ipynb #014820a1
 _ANSWER_RE = re.compile(r'<answer>(.*?)(?:</answer>|$)', re.S)
 
 def extract_poem(completion  # a string, or a conversational list of {'role', 'content'} messages
@@ -951,7 +951,7 @@ def _dimension_reward(dim):
 tones_reward, rhymes_reward, antithesis_reward, length_reward = (_dimension_reward(d) for d in ('tones', 'rhymes', 'antithesis', 'length'))
 RHYME_REWARDS = [tones_reward, rhymes_reward, antithesis_reward, length_reward]  # pass with reward_weights=[0.4, 0.3, 0.2, 0.1] to weight them as the card does
 
-# %% ../nbs/10_rhyme.ipynb #1586ec5c
+# %% ../nbs/10_rhyme.ipynb #a054126c
 _TAG_FORMS = ('五言绝句', '七言绝句', '五言律诗', '七言律诗', '五言絕句', '七言絕句', '五言律詩', '七言律詩', '五言排律', '七言排律')
 
 def _record_poem(rec, where:str)->dict:
@@ -1090,7 +1090,7 @@ def evaluate_corpus(data:str|Path|None=None,  # the poetry directory (default: .
         rows.append({'dataset': name, 'protocol': 'model card', 'poems': '', **CARD_ROWS[name]})
     return rows
 
-# %% ../nbs/10_rhyme.ipynb #4dc848f4
+# %% ../nbs/10_rhyme.ipynb #b4eaf7fc
 def _poetry_data()->Path:
     import importlib.resources
     return Path(str(importlib.resources.files('knowlm_nb')/'data'/'poetry'))
@@ -1147,7 +1147,7 @@ def fetched_quantangshi(dest:str|Path|None=None,  # the directory `fetch_quantan
     sizes = {Path(f['path']).name: f['bytes'] for f in man['files']}
     return files if all(p.exists() and p.stat().st_size == sizes[p.name] for p in files) else None
 
-# %% ../nbs/10_rhyme.ipynb #30174ccb
+# %% ../nbs/10_rhyme.ipynb #16717047
 @lru_cache(None)
 def mandarin_table()->PingshuiTable:
     "The 平水韵 table with modern Mandarin tones (pypinyin's first reading: tones 1-2 平, 3-4 仄, light tone unknown); rhyme groups unchanged."
@@ -1199,7 +1199,7 @@ def card_protocol_rows(data:str|Path|None=None,  # the poetry directory (as `eva
         rows.append({'dataset': name, 'protocol': 'model card', 'poems': '', **CARD_ROWS[name], 'within ±3 of the card': ''})
     return rows
 
-# %% ../nbs/10_rhyme.ipynb #b7fe3ce7
+# %% ../nbs/10_rhyme.ipynb #0139893b
 def plot_score_hist(scores:list,  # `PoemScore`s
                     title:str=''  # the figure's title
                    ):
@@ -1216,7 +1216,7 @@ def plot_score_hist(scores:list,  # `PoemScore`s
     fig.tight_layout()
     return fig
 
-# %% ../nbs/10_rhyme.ipynb #0fc46690
+# %% ../nbs/10_rhyme.ipynb #e7c8468a
 def _score_source(a:argparse.Namespace)->list:
     "The poems `knowlm-nb rhyme score` was given: TEXT, an existing file named as TEXT, or `--file PATH|-`."
     import sys
@@ -1301,7 +1301,7 @@ def cli_rhyme(argv:list|None=None  # arguments after `knowlm-nb rhyme`
     except SystemExit as err: return system_exit_code(err)
     return run_command('knowlm-nb rhyme', lambda: {'score': _score_command, 'eval': _eval_command, 'fetch': _fetch_command}[a.cmd](a))
 
-# %% ../nbs/10_rhyme.ipynb #446748df
+# %% ../nbs/10_rhyme.ipynb #674b8dc2
 FAMOUS = {  # a few poems used by the pipeline's report and the demo
     '春望 (杜甫)': ("国破山河在，城春草木深。感时花溅泪，恨别鸟惊心。烽火连三月，家书抵万金。白头搔更短，浑欲不胜簪。", '五律', '侵'),
     '静夜思 (李白)': ("床前明月光，疑是地上霜。举头望明月，低头思故乡。", '五绝', None),
@@ -1336,7 +1336,7 @@ def pipeline_rhyme(report,  # a `knowlm_nb.core.Report`
             for k in ('tones', 'rhymes', 'antithesis', 'length', 'total'): report.metric('rhyme', f"{r['dataset']}_{k}", r[k])
     report.metric('rhyme', 'seconds', round(time.perf_counter() - t0, 1))
 
-# %% ../nbs/10_rhyme.ipynb #58fe7274
+# %% ../nbs/10_rhyme.ipynb #83737b3c
 def rhyme_demo(poem:str|None=None  # the poem to start with (default: 静夜思)
               ):
     "An ipywidgets demo: type a poem, choose form and group, see the 平仄 grid, rhyme marks and scores."
@@ -1349,15 +1349,23 @@ def rhyme_demo(poem:str|None=None  # the poem to start with (default: 静夜思)
     strict = W.Checkbox(value=False, description='strict (no 一三五不论)')
     out = W.Output()
     def show(*_):
+        from IPython.display import display
         out.clear_output(wait=True)
         with out:
-            s = score_poem(text.value, form=form.value or None, group=group.value or None, loose=not strict.value, detail=True)
+            if not text.value.strip():
+                print('type a poem (one line per verse, or with its punctuation)')
+                return
+            try: s = score_poem(text.value, form=form.value or None, group=group.value or None, loose=not strict.value, detail=True)
+            except InputError as e:
+                print(f'cannot score this: {e}')
+                return
             print(f"tones {s.tones:.1f}  rhymes {s.rhymes:.1f}  antithesis {s.antithesis:.1f}  length {s.length:.1f}  total {s.total:.1f}")
             for r in s.reasons: print(' -', r)
             for f in s.faults or []: print(f"   line {f['line']}, character {f['pos']} ({f['char']}): {f['rule']}")
             if s.grid:
                 fig = plot_grid(s)
-                plt.show(fig)
+                display(fig)  # (works under any backend; plt.show(fig) is not an API)
+                plt.close(fig)
     for w in (text, form, group, strict): w.observe(show, 'value')
     show()
     return W.VBox([text, W.HBox([form, group, strict]), out])

@@ -460,3 +460,14 @@ def test_hand_checked_case(case):
     assert rhyme == case['rhyme']
     n_x = sum(f.count('x') for f in faults)
     assert len(r.faults) == n_x + sum(1 for row in r.grid for cell in row if cell['verdict'] in ('bad', 'unknown') and cell['rhyme'] in ('出韵', '重韵'))
+
+
+def test_rhyme_demo_builds_under_any_backend_and_takes_empty_input():
+    "Built with the Agg backend (no inline display), then given an empty poem and unscorable text: messages, no exception."
+    import matplotlib
+    matplotlib.use('Agg')
+    from knowlm_nb.rhyme import rhyme_demo
+    d = rhyme_demo()
+    d.children[0].value = ''
+    d.children[0].value = 'abc'
+    d.children[0].value = '床前明月光，疑是地上霜。举头望明月，低头思故乡。'
