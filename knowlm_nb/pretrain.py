@@ -11,7 +11,7 @@ __all__ = ['PretrainResult', 'TINY_LM_RECIPE', 'cli_pretrain', 'CausalLMCollator
            'pretraining_samples', 'pretrain', 'plot_training', 'perplexity', 'fact_recall', 'tiny_lm_path', 'tiny_lm',
            'plot_recall', 'top_next_tokens', 'demo_report', 'pretrain_demo', 'pipeline_pretrain']
 
-# %% ../nbs/04_pretraining.ipynb #699261a3
+# %% ../nbs/04_pretraining.ipynb #0f42fbea
 import os, math, time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ from .probe import probe_answers
 from .training import (TrainConfig, TrainResult, run_trainer, seeded_trainer, resolve_gpu_options, cached_training,
                                 zero_config, ZERO_PRESETS, write_zero_config, launch_command, last_checkpoint, SeededLengthGroupedSampler)
 
-# %% ../nbs/04_pretraining.ipynb #076e7c8b
+# %% ../nbs/04_pretraining.ipynb #55b63496
 def _token_arrays(samples, max_len):
     "Each sample (ids, or a dict with `input_ids`) as an int64 array, cut to `max_len`; an empty one is an error."
     seqs = [np.asarray(s['input_ids'] if isinstance(s, dict) else s, dtype=np.int64).reshape(-1)[:max_len] for s in samples]
@@ -53,7 +53,7 @@ class CausalLMCollator:
         ids, mask = torch.from_numpy(ids), torch.from_numpy(mask)
         return {'input_ids': ids, 'attention_mask': mask, 'labels': ids.masked_fill(mask == 0, -100)}
 
-# %% ../nbs/04_pretraining.ipynb #2d28a162
+# %% ../nbs/04_pretraining.ipynb #9c5e6602
 class PackedCollator:
     "Pack a batch's samples into rows of at most `width` tokens, each sample attending only to itself."
     def __init__(self, pad_id:int,  # id that fills the end of a row (never attended to by a sample, never trained on)
@@ -93,7 +93,7 @@ class PackedCollator:
         pos[len(rows):] = np.arange(T)  # (and so is each all-padding row)
         return {'input_ids': torch.from_numpy(ids), 'position_ids': torch.from_numpy(pos), 'labels': torch.from_numpy(labels)}
 
-# %% ../nbs/04_pretraining.ipynb #93641a8b
+# %% ../nbs/04_pretraining.ipynb #0a9450b1
 def check_packing(model,  # a causal LM
                   tol:float=1e-3  # largest allowed logit difference between a packed and an unpacked sample
                  )->float:
@@ -116,7 +116,7 @@ def check_packing(model,  # a causal LM
                          f"position ids (sdpa, eager, flex_attention, flash_attention_2)")
     return err
 
-# %% ../nbs/04_pretraining.ipynb #9ee87e25
+# %% ../nbs/04_pretraining.ipynb #a3d7932b
 class TokenSamples:
     "A list-like dataset of token-id arrays (what the Trainer iterates)."
     def __init__(self, samples, source:str=''):
@@ -196,7 +196,7 @@ def load_pretraining_data(data,  # index PREFIX, a .jsonl/.txt file, or a list o
     order = mixture_indices(ds, mixture, n_samples or len(ds), seed) if mixture else None
     return _IndexView(ds, order)
 
-# %% ../nbs/04_pretraining.ipynb #2be23b1f
+# %% ../nbs/04_pretraining.ipynb #7e5e00c1
 @dataclass
 class PretrainConfig(TrainConfig):
     "Everything a pretraining run depends on: the shared training fields and the pretraining data and model size."
@@ -233,7 +233,7 @@ def knowlm_recipe(**overrides)->PretrainConfig:
                 save_steps=500, logging_steps=10)
     return merge_config(PretrainConfig, {**base, **overrides})
 
-# %% ../nbs/04_pretraining.ipynb #f9a1c059
+# %% ../nbs/04_pretraining.ipynb #1255d74e
 class PretrainInputError(InputError):
     "The data, tokenizer, model or checkpoint of a pretraining run do not fit together."
 
@@ -259,7 +259,7 @@ def check_run_inputs(model, tokenizer, data, max_len:int, resume_from:str|Path|N
         if diff: raise PretrainInputError(f"checkpoint {resume_from} is of a different model: " +
                                           ', '.join(f"{k} {c.get(k)} != {m.get(k)}" for k in diff))
 
-# %% ../nbs/04_pretraining.ipynb #892bb95d
+# %% ../nbs/04_pretraining.ipynb #64d77e4c
 PretrainResult = TrainResult  # what a pretraining run produced (the training core's result)
 
 def pretrain_model_and_tokenizer(cfg:PretrainConfig,  # the run's config
@@ -282,7 +282,7 @@ def pretraining_samples(cfg:PretrainConfig, tokenizer)->TokenSamples:
         return load_pretraining_data(texts, tokenizer, cfg.max_len)
     return load_pretraining_data(cfg.data, tokenizer, cfg.max_len, mixture=cfg.mixture, seed=cfg.seed)
 
-# %% ../nbs/04_pretraining.ipynb #b7656477
+# %% ../nbs/04_pretraining.ipynb #0da3dfd6
 def pretrain(config:PretrainConfig|None=None,  # the recipe
              **overrides  # fields of `PretrainConfig` to change (an unknown name is an error)
             )->TrainResult:
@@ -303,7 +303,7 @@ def pretrain(config:PretrainConfig|None=None,  # the recipe
         return seeded_trainer(Trainer)(model=model, args=args, train_dataset=data, data_collator=collator, processing_class=tok)
     return run_trainer(cfg, make_trainer)
 
-# %% ../nbs/04_pretraining.ipynb #ae260f7f
+# %% ../nbs/04_pretraining.ipynb #a6244e2c
 def plot_training(log_history:list, title:str='pretraining'):
     "Loss and learning rate against the optimizer step, from a Trainer log history."
     import matplotlib.pyplot as plt
@@ -322,7 +322,7 @@ def plot_training(log_history:list, title:str='pretraining'):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/04_pretraining.ipynb #37386ee7
+# %% ../nbs/04_pretraining.ipynb #5ccf61c5
 def perplexity(model, tokenizer, texts:list,  # documents
                max_len:int=256,  # window
                batch_size:int=32  # documents per forward pass
@@ -358,7 +358,7 @@ def fact_recall(model, tokenizer, world=None,  # the world whose facts are probe
              for lang in langs for f in facts for p in f[f'{key}_{lang}']]
     return probe_answers(model, tokenizer, items, batch_size=batch_size, return_items=return_items)
 
-# %% ../nbs/04_pretraining.ipynb #73fed229
+# %% ../nbs/04_pretraining.ipynb #78373338
 TINY_LM_RECIPE = dict(model='tiny-llama', hidden_size=128, n_layers=2, n_heads=4, max_len=256, doc_repeats=4, epochs=110,
                       batch_size=32, group_by_length=False, packing=True, lr=4e-3, warmup_steps=30, logging_steps=20,
                       precision='auto', seed=0)
@@ -376,7 +376,7 @@ def tiny_lm(world_seed:int=0, device:str='cpu', **overrides):
     p = tiny_lm_path(world_seed, **overrides)
     return load_model(p, device=device), load_tokenizer(p)
 
-# %% ../nbs/04_pretraining.ipynb #6df92ad0
+# %% ../nbs/04_pretraining.ipynb #fb65a036
 def plot_recall(results:dict,  # model name -> {'train': fact_recall(...), 'heldout': fact_recall(...)}
                 title:str='fact recall'):
     "Grouped bars of fact recall per model, template set and language."
@@ -395,7 +395,7 @@ def plot_recall(results:dict,  # model name -> {'train': fact_recall(...), 'held
     fig.tight_layout()
     return fig
 
-# %% ../nbs/04_pretraining.ipynb #6cbd4137
+# %% ../nbs/04_pretraining.ipynb #f53506ff
 def top_next_tokens(model, tokenizer, prompt:str, k:int=10)->list:
     "The `k` most likely next tokens after `prompt`, with probabilities."
     ids = tokenizer(prompt, return_tensors='pt', add_special_tokens=False)['input_ids'].to(next(model.parameters()).device)
@@ -427,7 +427,7 @@ def pretrain_demo(model=None, tokenizer=None,
     show()
     return W.VBox([box, out])
 
-# %% ../nbs/04_pretraining.ipynb #ccbca480
+# %% ../nbs/04_pretraining.ipynb #a781518c
 def _run_pretrain(cfg:PretrainConfig):
     "Train, then print one line of summary (on rank 0)."
     r = pretrain(cfg)
@@ -457,10 +457,11 @@ def pipeline_pretrain(report, ctx:dict):
     ctx['tiny_lm'] = p
     report.section('Pretraining', f"The tiny Llama ({b['parameters']:,} parameters) trained on the world's documents for {b['steps']} steps "
                    f"({b['tokens']:,} tokens) in {b['seconds']:.0f}s when it was built (this run loaded or built it in {time.perf_counter() - t0:.0f}s). "
-                   "Fact recall = share of facts whose object the model completes greedily, on training and on held-out phrasings. "
-                   "Held-out perplexity rises with training, above the vocabulary size: a model this small, which saw three phrasings per "
-                   "relation, becomes so sure of the next word that an unseen phrasing costs it dearly, while it still completes part of the "
-                   "held-out prompts (the knowledge is partly tied to subject and relation, not only to the sentence):")
+                   "Fact recall = share of facts whose object the model completes greedily, on training and on held-out phrasings."
+                   + (" Held-out perplexity rises with training: a model this small, which saw three phrasings per relation, becomes so "
+                      "sure of the next word that an unseen phrasing costs it dearly, while it still completes part of the held-out prompts "
+                      "(the knowledge is partly tied to subject and relation, not only to the sentence)."
+                      if rows[1]['ppl held-out docs'] > rows[0]['ppl held-out docs'] else ''))
     report.table(rows)
     report.figure(plot_training(hist, 'tiny_lm pretraining'), 'pretrain_loss', 'Loss and learning rate of the tiny model')
     for k, v in rows[1].items():
