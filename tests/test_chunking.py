@@ -559,3 +559,21 @@ def test_long_documents_chunk_in_linear_time(tk):
     t_long, (tok1, len1, _, _) = best([one * 4])
     assert len(tok1) >= len(tok4) - 8 and (len1 <= 1024).all()
     assert t_long <= 3 * t_four, f"4 MB in one document: {t_long:.2f}s; four 1 MB documents: {t_four:.2f}s"
+
+
+@settings(max_examples=100, **SETTINGS)
+@given(documents(max_sentences=16), st.integers(3, 60), st.booleans(), st.booleans())
+def test_bulk_and_per_call_lookups_agree(tk, text, max_len, bos, eos):
+    "Long documents map sentence starts all at once, short ones per call: both give the same spans and token bounds."
+    import knowlm_nb.chunking as C
+    enc = tk.backend.encode(text, add_special_tokens=False)
+    cb = sentence_bounds(text)
+    n = len(enc.ids) + bos + eos
+    saved = C.BULK_TOKENS
+    try:
+        C.BULK_TOKENS = 10**12
+        per_call = (C._greedy_spans(enc, cb, int(bos), n, max_len), token_bounds(enc, cb))
+        C.BULK_TOKENS = 0
+        bulk = (C._greedy_spans(enc, cb, int(bos), n, max_len), token_bounds(enc, cb))
+    finally: C.BULK_TOKENS = saved
+    assert bulk == per_call
