@@ -15,7 +15,7 @@ __all__ = ['BULK_TOKENS', 'sentence_bounds', 'split_sentences', 'ChunkTokenizer'
            'world_articles', 'compare_modes', 'plot_chunk_lengths', 'cli_chunk', 'pipeline_chunking', 'render_chunks',
            'chunk_demo']
 
-# %% ../nbs/03_chunking.ipynb #251ad9fc
+# %% ../nbs/03_chunking.ipynb #66179e64
 import os, re, json, math, time, pickle, shutil, struct, bisect, tempfile, argparse, itertools, contextlib
 from collections import deque
 from dataclasses import dataclass, asdict
@@ -25,7 +25,7 @@ from .core import (system_exit_code, umask_mode, DataFormatError, InputError, Co
                             config_parser, parse_config, run_command)
 from .world import make_world, pretrain_documents
 
-# %% ../nbs/03_chunking.ipynb #9a2eb06d
+# %% ../nbs/03_chunking.ipynb #5c6854dc
 _CJK = '\u2e80-\u2fdf\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f'
 _CJK_PUNCT = '\u3000-\u303f\uff00-\uffef'
 _CLOSE = '”’"\'）)\\]】」』》〉〕}'
@@ -77,7 +77,7 @@ def split_sentences(text:str,  # a document in Chinese, English or both
     b = sentence_bounds(text, lang)
     return [text[s:e] for s, e in zip(b, b[1:] + [len(text)])]
 
-# %% ../nbs/03_chunking.ipynb #ef1bd0a6
+# %% ../nbs/03_chunking.ipynb #0ec2c399
 _BOS_NAMES = ('<|bos|>', '<s>', '<|begin_of_text|>', '<|startoftext|>', '<bos>', '[CLS]')
 _EOS_NAMES = ('<|eos|>', '</s>', '<|endoftext|>', '<|end_of_text|>', '<eos>', '<|im_end|>', '[SEP]')
 
@@ -130,7 +130,7 @@ def as_tokenizer(tokenizer  # a HF fast tokenizer, a `tokenizers.Tokenizer`, a d
     return ChunkTokenizer(backend, tokenizer.bos_token_id, tokenizer.eos_token_id,
                           max(len(tokenizer), backend.get_vocab_size(with_added_tokens=True)), getattr(tokenizer, 'name_or_path', ''))
 
-# %% ../nbs/03_chunking.ipynb #6d7af4ca
+# %% ../nbs/03_chunking.ipynb #df00201f
 BULK_TOKENS = 1 << 15  # documents longer than this (in tokens) map all boundaries at once; shorter ones ask `char_to_token` (cheaper there)
 
 def char_token_starts(encoding,  # a `tokenizers.Encoding` of the whole document
@@ -175,7 +175,7 @@ def _token_bounds_from_offsets(offsets, char_bounds):
         if out[-1] < t < len(offsets): out.append(t)
     return out
 
-# %% ../nbs/03_chunking.ipynb #161f074a
+# %% ../nbs/03_chunking.ipynb #e1483123
 class OverlongSentenceError(InputError):
     "A sentence is longer than the window and `overlong='error'` was asked for (bad input: the command exits 2)."
 
@@ -269,7 +269,7 @@ def _pack_knowlm(pieces, max_len):
         prev, i = i, j
     return spans
 
-# %% ../nbs/03_chunking.ipynb #99e05130
+# %% ../nbs/03_chunking.ipynb #f3015df6
 def min_chunks_bruteforce(lengths:list,  # token count of each sentence
                           max_len:int  # the window
                          )->int:
@@ -285,7 +285,7 @@ def min_chunks_bruteforce(lengths:list,  # token count of each sentence
         if p in allowed: best[p] = 1 + min(best[q] for q in range(p + 1, min(n, p + max_len) + 1) if q in allowed or q == n)
     return best[0] if n else 0
 
-# %% ../nbs/03_chunking.ipynb #5e06f31c
+# %% ../nbs/03_chunking.ipynb #28ce78c2
 @dataclass(frozen=True)
 class ChunkConfig:
     "How documents are cut into chunks."
@@ -314,7 +314,7 @@ class ChunkConfig:
         "The effective minimum chunk length."
         return self.min_len if self.min_len is not None else (21 if self.mode == 'knowlm' else 1)
 
-# %% ../nbs/03_chunking.ipynb #5d13c89b
+# %% ../nbs/03_chunking.ipynb #9843c1fd
 def check_special_tokens(tk:ChunkTokenizer,  # the tokenizer
                          config:ChunkConfig  # asks for BOS and EOS, or not
                         ):
@@ -322,7 +322,7 @@ def check_special_tokens(tk:ChunkTokenizer,  # the tokenizer
     if config.bos and tk.bos_id is None: raise ConfigError(f"tokenizer {tk.name!r} has no BOS token: set bos=False (--no-bos)")
     if config.eos and tk.eos_id is None: raise ConfigError(f"tokenizer {tk.name!r} has no EOS token: set eos=False (--no-eos)")
 
-# %% ../nbs/03_chunking.ipynb #d3a6a864
+# %% ../nbs/03_chunking.ipynb #fc850a04
 _STAT_KEYS = ('documents', 'sentences', 'overlong_sentences', 'chunks', 'tokens', 'doc_tokens',
               'dropped_chunks', 'dropped_tokens', 'duplicated_tokens')
 
@@ -458,7 +458,7 @@ def chunk_document(text:str,  # one document
     tokens, lengths, _, _ = chunk_texts([text], tokenizer, config)
     return np.split(tokens, np.cumsum(lengths)[:-1]) if len(lengths) else []
 
-# %% ../nbs/03_chunking.ipynb #8867d65e
+# %% ../nbs/03_chunking.ipynb #e9f60e28
 _MAGIC, _VERSION = b'KNLMIDX\x00', 1
 _HEAD = struct.Struct('<8sIIQQI')  # magic, version, bytes per id, samples, tokens, metadata length
 _BLOCK = 1 << 20  # entries per block when streaming the index
@@ -586,7 +586,7 @@ class IndexedDatasetWriter:
         if typ is None: self.close()
         else: self.abort()
 
-# %% ../nbs/03_chunking.ipynb #4b353ab4
+# %% ../nbs/03_chunking.ipynb #c1dbe50d
 class IndexedDataset:
     "Random access to the samples of an index pair through `np.memmap`; `ds[i]` is a numpy array of token ids."
     def __init__(self, prefix:str|Path,  # path without extension (or with .idx/.bin)
@@ -723,7 +723,7 @@ def __getattr__(name):  # `knowlm_nb.chunking.IndexedTorchDataset` exists once a
     if name == 'IndexedTorchDataset': return _torch_dataset_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-# %% ../nbs/03_chunking.ipynb #0de980c2
+# %% ../nbs/03_chunking.ipynb #79cd2ea7
 def write_knowlm_legacy(prefix:str|Path,  # output path without extension
                         samples,  # an iterable of token id sequences (ids < 65,536)
                         counts:list|None=None  # samples per source type, in order, for the `.dis` file (None: one type, written [N] as KnowLM does)
@@ -799,14 +799,14 @@ def read_knowlm_legacy(prefix:str|Path,  # path without extension
     if verify: ds.verify()
     return ds
 
-# %% ../nbs/03_chunking.ipynb #b8ad7da9
+# %% ../nbs/03_chunking.ipynb #93cb8c63
 def open_index(prefix:str|Path  # an index pair, ours or KnowLM's headerless layout
               )->IndexedDataset:
     "Open an index pair in whichever layout it is: ours (by its header), else KnowLM's legacy layout."
     try: return IndexedDataset(prefix)
     except ForeignIndexError: return read_knowlm_legacy(prefix)
 
-# %% ../nbs/03_chunking.ipynb #13169cb2
+# %% ../nbs/03_chunking.ipynb #6c89cbee
 def merge_indexed(prefixes:list,  # input index pairs (ours or KnowLM's legacy layout)
                   out:str|Path,  # output prefix
                   sources:list|None=None,  # one source name per input (default: keep each shard's own tags)
@@ -853,7 +853,7 @@ def mixture_indices(ds:IndexedDataset,  # an index with source tags
     rng.shuffle(out)
     return out
 
-# %% ../nbs/03_chunking.ipynb #66b7c91d
+# %% ../nbs/03_chunking.ipynb #189a4bca
 def _skip(counts, msg, errors):
     if errors == 'strict': raise DataFormatError(msg + "; use errors='skip' (--errors skip) to skip such documents and count them")
     counts['bad_documents'] += 1
@@ -867,7 +867,7 @@ def reading_counts(counts:dict|None=None  # a dict to fill in place (None: a new
     c.setdefault('warnings', [])
     return c
 
-# %% ../nbs/03_chunking.ipynb #a2073bd0
+# %% ../nbs/03_chunking.ipynb #27ed3f02
 def read_txt_documents(path:Path,  # a .txt file
                        source:str,  # the source name of its documents
                        counts:dict,  # `reading_counts`, updated in place
@@ -884,7 +884,7 @@ def read_txt_documents(path:Path,  # a .txt file
     except UnicodeDecodeError as e: on_error(f"{path}: invalid UTF-8 at byte offset {e.start} ({e.reason})")
     else: yield text, source, len(raw)
 
-# %% ../nbs/03_chunking.ipynb #a9bf1db5
+# %% ../nbs/03_chunking.ipynb #31b0d894
 def _lone_surrogate(t:str):
     "Index of the first lone surrogate in `t` (JSON allows `\\ud800`; no tokenizer takes it), or None."
     try:
@@ -906,14 +906,13 @@ def read_jsonl_documents(path:Path,  # a .jsonl file
             nbytes = next(itertools.islice(sizes, lineno - seen - 1, None))
             seen, t = lineno, rec[field]
             if not isinstance(t, str): _skip(counts, f"{path}:{lineno}: field {field!r} is {type(t).__name__}, expected a string", errors)
-            elif not t.isascii() and _lone_surrogate(t) is not None:
-                k = _lone_surrogate(t)
+            elif not t.isascii() and (k := _lone_surrogate(t)) is not None:
                 _skip(counts, f"{path}:{lineno}: field {field!r} has a lone surrogate (U+{ord(t[k]):04X} at character {k}): not valid Unicode text", errors)
             elif source_field is not None and not isinstance(rec.get(source_field), str):
                 _skip(counts, f"{path}:{lineno}: source field {source_field!r} missing or not a string", errors)
             else: yield t, (source if source_field is None else rec[source_field]), nbytes
 
-# %% ../nbs/03_chunking.ipynb #7de0d908
+# %% ../nbs/03_chunking.ipynb #80e70450
 def iter_documents(path:str|Path,  # a .txt or .jsonl file
                    field:str='text',  # JSONL field holding the text
                    errors:str='strict',  # 'strict' (raise on bad input) or 'skip' (count and go on)
@@ -942,7 +941,7 @@ def iter_documents(path:str|Path,  # a .txt or .jsonl file
         c['empty_files'] += 1
         if len(c['warnings']) < 20: c['warnings'].append(f"{path}: no non-empty documents")
 
-# %% ../nbs/03_chunking.ipynb #08608e51
+# %% ../nbs/03_chunking.ipynb #2d742f49
 def check_corpus_inputs(inputs:list,  # .txt / .jsonl files
                         workers:int  # processes asked for
                        )->list:
@@ -955,7 +954,7 @@ def check_corpus_inputs(inputs:list,  # .txt / .jsonl files
     if not isinstance(workers, int) or workers < 1: raise InputError(f"workers must be an int >= 1, got {workers!r}")
     return inputs
 
-# %% ../nbs/03_chunking.ipynb #f1931987
+# %% ../nbs/03_chunking.ipynb #000ee5af
 def _batches(inputs, counts, batch_bytes, **kw):
     texts, srcs, nb = [], [], 0
     for path in inputs:
@@ -984,7 +983,7 @@ def chunk_batches_serial(batches,  # an iterable of `(texts, sources, nbytes)`
             prev = (texts, srcs, nb, fut)
         if prev: consume(chunk_texts(prev[0], tk, config, dtype, prev[3].result()), *prev[1:3])
 
-# %% ../nbs/03_chunking.ipynb #97589efe
+# %% ../nbs/03_chunking.ipynb #9556eb91
 _W = {}
 
 def _worker_init(tok_json, bos_id, eos_id, vocab_size, name, cfg, dtype):
@@ -1016,7 +1015,7 @@ def chunk_batches_parallel(batches,  # an iterable of `(texts, sources, nbytes)`
             r, s_, n_ = pending.popleft()
             consume(r.get(), s_, n_)
 
-# %% ../nbs/03_chunking.ipynb #e99598cb
+# %% ../nbs/03_chunking.ipynb #03eb9d27
 def corpus_summary(out:str|Path,  # the output prefix
                    counts:dict,  # `reading_counts` after reading every input
                    stats:dict,  # the chunking counts, summed over the batches (keys of `_STAT_KEYS`)
@@ -1043,7 +1042,7 @@ def format_summary(s:dict)->str:
             ('output', f"{s['out']}.bin/.idx in {s['seconds']:.1f}s with {s['workers']} worker(s)")]
     return '\n'.join(f"{k:>10}  {v}" for k, v in rows + [('warning', x) for x in s['warnings']])
 
-# %% ../nbs/03_chunking.ipynb #0dc5defc
+# %% ../nbs/03_chunking.ipynb #4b03866a
 def chunk_corpus(inputs:list,  # .txt / .jsonl files
                  tokenizer,  # anything `as_tokenizer` accepts
                  out:str|Path,  # output prefix: writes out.bin, out.idx and out.summary.json
@@ -1088,7 +1087,7 @@ def chunk_corpus(inputs:list,  # .txt / .jsonl files
     write_json(_prefix(out).with_name(_prefix(out).name + '.summary.json'), summary)
     return summary
 
-# %% ../nbs/03_chunking.ipynb #7d2e4253
+# %% ../nbs/03_chunking.ipynb #7d057a4b
 def world_articles(world,  # a `World`
                    per_article:int=10,  # paragraphs joined into one article
                    repeats:int|None=None  # passed to `pretrain_documents`
@@ -1098,7 +1097,7 @@ def world_articles(world,  # a `World`
     for d in pretrain_documents(world, repeats=repeats): by.setdefault(d['lang'], []).append(d['text'])
     return [{'lang': lang, 'text': '\n\n'.join(ps[i:i + per_article])} for lang, ps in by.items() for i in range(0, len(ps), per_article)]
 
-# %% ../nbs/03_chunking.ipynb #72be1f34
+# %% ../nbs/03_chunking.ipynb #a372860e
 def compare_modes(texts:list,  # documents
                   tokenizer,  # anything `as_tokenizer` accepts
                   max_len:int=1024,  # the window
@@ -1128,7 +1127,7 @@ def plot_chunk_lengths(rows:list,  # from `compare_modes`
     fig.tight_layout()
     return fig
 
-# %% ../nbs/03_chunking.ipynb #0360bdfc
+# %% ../nbs/03_chunking.ipynb #283489a6
 def _corpus_arguments(p:argparse.ArgumentParser  # from `config_parser(ChunkConfig, ...)`
                      )->argparse.ArgumentParser:
     "Add the arguments of `knowlm-nb chunk` that are not `ChunkConfig` fields: the corpus, the tokenizer, the output."
@@ -1160,7 +1159,7 @@ def cli_chunk(argv:list|None=None  # command-line arguments (default: sys.argv[1
         return 0
     return run_command('knowlm-nb chunk', lambda: print(format_summary(chunk_corpus(**run))))
 
-# %% ../nbs/03_chunking.ipynb #17b38658
+# %% ../nbs/03_chunking.ipynb #28269cc5
 def pipeline_chunking(report, ctx:dict):
     "Pipeline stage: chunk the world's pretraining documents into `out/chunks/pretrain.{bin,idx}`; compare with KnowLM's packing."
     from knowlm_nb.core import write_jsonl
@@ -1191,7 +1190,7 @@ def pipeline_chunking(report, ctx:dict):
     for k in ('documents', 'chunks', 'tokens', 'fill_ratio', 'dropped_tokens'): report.metric('chunking', k, s[k])
     report.metric('chunking', 'knowlm_duplicated_tokens', rows[1]['duplicated'])
 
-# %% ../nbs/03_chunking.ipynb #9d9d531f
+# %% ../nbs/03_chunking.ipynb #2b1ccf59
 _COLOURS = ['#fde2e4', '#e2ece9', '#dfe7fd', '#fff1c1', '#e8dff5', '#d7f9f1']
 
 def render_chunks(text:str, tokenizer, config:ChunkConfig)->str:

@@ -14,7 +14,7 @@ __all__ = ['TASKS', 'SPLIT_NUM', 'INSTRUCTIONS', 'ONEKE_SYSTEM', 'IE_TEMPLATES',
            'mix_examples', 'ie_training_records', 'tiny_ie_path', 'ie_evaluation', 'plot_ie_scores',
            'iepile_sft_recipe', 'pipeline_ie', 'highlight_html', 'ie_answerer', 'ie_demo']
 
-# %% ../nbs/07_ie.ipynb #5327434e
+# %% ../nbs/07_ie.ipynb #a691f318
 import re, json, random, hashlib, unicodedata, argparse
 from collections import Counter
 from dataclasses import dataclass
@@ -22,7 +22,7 @@ from pathlib import Path
 from .core import InputError, DataFormatError, ConfigError, iter_jsonl, write_jsonl, system_exit_code, run_command
 from .world import make_world, ie_examples, RELATIONS, EVENTS
 
-# %% ../nbs/07_ie.ipynb #4dc40d5f
+# %% ../nbs/07_ie.ipynb #6e6861d8
 TASKS = ('NER', 'RE', 'EE', 'EET', 'EEA')
 SPLIT_NUM = {'NER': 6, 'RE': 4, 'EE': 4, 'EET': 4, 'EEA': 4}  # labels per prompt (IEPile's recommended values)
 
@@ -58,7 +58,7 @@ def check_schema(task:str,  # one of TASKS
     if dup: raise SchemaError(f"{task} schema repeats {', '.join(map(repr, dup))}")
     return out
 
-# %% ../nbs/07_ie.ipynb #55966cb0
+# %% ../nbs/07_ie.ipynb #e13658ff
 def split_schema(labels:list,  # schema items, in order
                  split_num:int  # labels per group (-1: no split)
                 )->list:
@@ -88,7 +88,7 @@ def sample_negatives(positive:list,  # labels with an answer in the text
     picked = set(rng.sample(negatives, min(k, len(negatives))))
     return [l for l in labels if l in pos or l in picked]
 
-# %% ../nbs/07_ie.ipynb #d8c8fce6
+# %% ../nbs/07_ie.ipynb #f2371601
 def sample_hard_negatives(positive:list,  # labels with an answer in the text
                           labels:list,  # every label of the schema, in order
                           similar:dict,  # label -> labels it is confused with (the similarity dictionary)
@@ -113,7 +113,7 @@ def world_similar_relations()->dict:
     "A similarity dictionary for the world's relations: those whose objects have one type (all answer with a year, a city, ...)."
     return {r.name: [q.name for q in RELATIONS.values() if q.name != r.name and q.obj == r.obj] for r in RELATIONS.values()}
 
-# %% ../nbs/07_ie.ipynb #0445ef9d
+# %% ../nbs/07_ie.ipynb #319b37d8
 INSTRUCTIONS = {
     'NER': {'en': "Extract every entity of the types in the schema from the input. Answer with a JSON object whose keys are the schema's types, in order, each with the list of entity strings found; use [] for a type with none.",
             'zh': "从输入中抽取属于schema中各类型的所有实体。以JSON对象回答：键为schema中的类型（按原顺序），值为找到的实体字符串列表；某类型没有实体时给出[]。"},
@@ -148,7 +148,7 @@ def oneke_prompt(prompt:str,  # from `ie_prompt`
     if system is None and lang not in ONEKE_SYSTEM: raise ConfigError(f"no default OneKE system prompt for lang {lang!r} (have: en, zh): pass system=")
     return f"<s>[INST] <<SYS>>\n{system or ONEKE_SYSTEM[lang]}\n<</SYS>>\n\n{prompt} [/INST]"
 
-# %% ../nbs/07_ie.ipynb #276294ad
+# %% ../nbs/07_ie.ipynb #8837ed2b
 def world_schema(task:str, world=None)->list:
     "The world's schema for a task: entity types, relations, or event types with their roles."
     if task == 'NER': return sorted({e.type for e in (world or make_world()).entities.values() if e.type != 'year'} | {'year'})
@@ -220,7 +220,7 @@ def world_ie_records(task:str, world=None,
             out.append(rec)
     return out
 
-# %% ../nbs/07_ie.ipynb #436ea11b
+# %% ../nbs/07_ie.ipynb #5d833a26
 @dataclass
 class IEParse:
     "One parsed output: the answer by label (None when unreadable), what was repaired or dropped, strings absent from the input."
@@ -339,7 +339,7 @@ def strings_of(task:str, result:dict)->list:
                 for v in args.values(): out += [x for x in (v if isinstance(v, list) else [v]) if x != 'NAN']
     return out
 
-# %% ../nbs/07_ie.ipynb #84bf5ad0
+# %% ../nbs/07_ie.ipynb #ab9f1ee4
 def _note_kind(note:str)->str:
     "A repair note without its label and values, for counting."
     return re.sub(r"'[^']*'|\{.*\}", '…', re.sub(r"^[^:{']+: ", '', note))
@@ -457,7 +457,7 @@ def score_records(records:list,  # IEPile records: `id`, `label` (JSON list), `o
         else: res[kind] = block
     return res
 
-# %% ../nbs/07_ie.ipynb #7d9f494b
+# %% ../nbs/07_ie.ipynb #f82da312
 _TUPLE = re.compile(r'[(（]\s*([^,，()（）]+?)\s*[,，]\s*([^,，()（）]+?)\s*[,，]\s*([^,，()（）]+?)\s*[)）]')
 
 def parse_tuples(text:str  # an answer in the older tuple format
@@ -489,7 +489,7 @@ def ccks_score(f1:float,  # micro F1 in [0, 1]
     r = sum(rouge2(p, g) for p, g in zip(pred_texts, gold_texts)) / max(len(gold_texts), 1)
     return 0.5 * f1 + 0.5 * r
 
-# %% ../nbs/07_ie.ipynb #3a6fbd07
+# %% ../nbs/07_ie.ipynb #e5b8e744
 def read_ie_records(path:str|Path,  # an IEPile JSONL file
                     need_output:bool=False,  # every record must have a string `output`
                     need_instruction:bool=False  # every record must have its prompt (`instruction`), as prediction needs
@@ -530,6 +530,16 @@ def wrap_prompt(prompt:str,  # an IEPile prompt (from `ie_prompt`)
     if template == 'chat' and not getattr(tokenizer, 'chat_template', None): raise ConfigError("template 'chat' needs a tokenizer with a chat template")
     return build_prompt(prompt, tokenizer=tokenizer, template=template)
 
+def _model_and_tokenizer(model, tokenizer=None, quantization=None):
+    "A path or hub id loaded (optionally quantized), or a loaded model with its tokenizer, checked."
+    from knowlm_nb.models import load_model, load_tokenizer
+    if isinstance(model, (str, Path)):
+        if tokenizer is not None: raise ConfigError("tokenizer= goes with a loaded model; a path or hub id brings its own")
+        return load_model(str(model), quantization=quantization), load_tokenizer(str(model))
+    if tokenizer is None: raise ConfigError("a loaded model needs its tokenizer= (or pass the model's path)")
+    if quantization: raise ConfigError("quantization= applies when loading from a path; this model is already loaded")
+    return model, tokenizer
+
 def predict_records(records:list,  # IEPile records with `instruction` (the prompt)
                     model,  # a model path or hub id, or a loaded model
                     max_new_tokens:int=128,  # most tokens per answer
@@ -550,14 +560,8 @@ def predict_records(records:list,  # IEPile records with `instruction` (the prom
         for r in records: oneke_prompt('', r.get('lang', lang))
     import sys
     from tqdm.auto import tqdm
-    from knowlm_nb.models import load_model, load_tokenizer, generate
-    if isinstance(model, (str, Path)):
-        if tokenizer is not None: raise ConfigError("tokenizer= goes with a loaded model; a path or hub id brings its own")
-        m, tok = load_model(str(model), quantization=quantization), load_tokenizer(str(model))
-    else:
-        if tokenizer is None: raise ConfigError("a loaded model needs its tokenizer= (or pass the model's path)")
-        if quantization: raise ConfigError("quantization= applies when loading from a path; this model is already loaded")
-        m, tok = model, tokenizer
+    from knowlm_nb.models import generate
+    m, tok = _model_and_tokenizer(model, tokenizer, quantization)
     prompts = [wrap_prompt(r['instruction'], template, tok, r.get('lang', lang), system) for r in records]
     window = getattr(getattr(m, 'config', None), 'max_position_embeddings', None)
     if window:
@@ -639,7 +643,7 @@ def cli_ie(argv:list|None=None  # arguments after `knowlm-nb ie`
     except SystemExit as err: return system_exit_code(err)
     return run_command('knowlm-nb ie', lambda: {'build': _ie_build, 'predict': _ie_predict, 'score': _ie_score}[a.cmd](a))
 
-# %% ../nbs/07_ie.ipynb #3b55b89b
+# %% ../nbs/07_ie.ipynb #5a92406d
 TINY_IE_TASKS = ('NER', 'RE', 'EE')
 TINY_IE_INSTRUCTIONS = {'NER': 'Extract the entities.', 'RE': 'Extract the relations.', 'EE': 'Extract the events.',
                         'EET': 'Extract the event triggers.', 'EEA': 'Extract the event arguments.'}
@@ -708,7 +712,7 @@ def ie_training_records(tasks:tuple=TINY_IE_TASKS,  # the tasks, each text asked
     random.Random(seed).shuffle(out)
     return out
 
-# %% ../nbs/07_ie.ipynb #000a709d
+# %% ../nbs/07_ie.ipynb #2c228352
 TINY_IE_RECIPE = dict(tasks=list(TINY_IE_TASKS), mixed=800, other_worlds=0, instructions=TINY_IE_INSTRUCTIONS,  # data
                       model='tiny_lm', lora=False, lora_r=64, lora_alpha=128, lora_dropout=0.0, lr=2e-3, epochs=3, batch_size=8,
                       grad_accum=1, max_len=512, warmup_steps=20, scheduler='linear', logging_steps=50, seed=0)  # SFT
@@ -744,7 +748,7 @@ def tiny_ie_path(world_seed:int=0,  # which toy world (its tiny pretrained model
         for f in ('build.json', 'log_history.json'): shutil.copy(tuned.parent/f, d/f)
     return cached_build('tiny_ie', {'adapter': str(tuned), 'version': 1}, merge)/'model'
 
-# %% ../nbs/07_ie.ipynb #41d8ec27
+# %% ../nbs/07_ie.ipynb #4f2da00b
 def ie_evaluation(model,  # a model path or hub id, or a loaded model
                   tokenizer=None,  # with a loaded model: its tokenizer
                   world=None,  # the world whose held-out texts are asked (default: seed 0)
@@ -792,7 +796,7 @@ def plot_ie_scores(rows:list,  # from `ie_evaluation` (one or more models)
     fig.tight_layout()
     return fig
 
-# %% ../nbs/07_ie.ipynb #8329513f
+# %% ../nbs/07_ie.ipynb #b7ce7e8b
 def iepile_sft_recipe(**overrides  # fields of `SFTConfig` to set or change (model, data, out, ...)
                      ):
     "IEPile's LoRA fine-tuning settings as an `SFTConfig`: chat template, r 16, α 32, dropout 0.05, lr 5e-5, 10 epochs, 24 × 4 per device, clip 0.5, cut-off 700."
@@ -802,7 +806,7 @@ def iepile_sft_recipe(**overrides  # fields of `SFTConfig` to set or change (mod
                 max_grad_norm=0.5, max_len=700, precision='auto', template='chat', warmup_steps=0)
     return merge_config(SFTConfig, {**base, **overrides})
 
-# %% ../nbs/07_ie.ipynb #fa4b545a
+# %% ../nbs/07_ie.ipynb #d054f592
 def pipeline_ie(report,  # the pipeline's `Report`
                 ctx:dict  # the pipeline's shared state (`seed`, optionally `world`)
                ):
@@ -834,7 +838,7 @@ def pipeline_ie(report,  # the pipeline's `Report`
         report.metric('ie', f'{key}_f1_repaired', row['F1 repaired'])
     ctx['tiny_ie'] = path
 
-# %% ../nbs/07_ie.ipynb #359b8b89
+# %% ../nbs/07_ie.ipynb #9e066972
 def highlight_html(text:str, spans:list)->str:
     "The text as HTML with each found span marked, and the strings that were not found listed after it."
     import html
@@ -854,8 +858,8 @@ def ie_answerer(model,  # a model path or hub id, or a loaded model
                 max_new_tokens:int=192  # most tokens per answer
                ):
     "`answer(prompt) -> output` for `ie_demo`: a model's greedy answer to one IEPile prompt in a template."
-    from knowlm_nb.models import load_model, load_tokenizer, generate
-    m, tok = (load_model(str(model)), load_tokenizer(str(model))) if isinstance(model, (str, Path)) else (model, tokenizer)
+    from knowlm_nb.models import generate
+    m, tok = _model_and_tokenizer(model, tokenizer)
     wrap_prompt('{}', template, tok)  # a template the tokenizer cannot do fails now, not at the first question
     return lambda prompt: generate(m, tok, wrap_prompt(prompt, template, tok), max_new_tokens=max_new_tokens)[0]
 
