@@ -98,37 +98,48 @@ def gpu_pretrain_run(work:Path, name:str, steps:int, device:str='cuda', **kw):
     return rec
 
 def gpu_plain_floor(work:Path, steps:int, batch:int, seed:int=0):
-    "The floor outside the Trainer: pure bf16, Liger kernels, packed rows under FlexAttention, fused AdamW."
+    "The floor outside the Trainer: pure bf16, Liger kernels, all documents in one row under varlen attention, fused AdamW; then a 3-step profile."
     import torch
     from transformers import AutoModelForCausalLM
     from liger_kernel.transformers import apply_liger_kernel_to_qwen2
     from knowlm_nb.pretrain import PackedCollator, load_pretraining_data
+    from knowlm_nb.training import register_varlen_attention
     apply_liger_kernel_to_qwen2()
-    m = AutoModelForCausalLM.from_pretrained(work/'qwen05', dtype=torch.bfloat16, attn_implementation='flex_attention').cuda().train()
+    m = AutoModelForCausalLM.from_pretrained(work/'qwen05', dtype=torch.bfloat16, attn_implementation=register_varlen_attention()).cuda().train()
     m.config.use_cache = False
     data = load_pretraining_data(str(work/'docs'))
-    col = PackedCollator(0, 2048, row_multiple=2)
+    col = PackedCollator(0, 2048, flat=True)
     opt = torch.optim.AdamW(m.parameters(), lr=3e-4, fused=True)
     g = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(data), generator=g).tolist()
     marks, tokens, i = [], 0, 0
-    for step in range(steps):
+    def step():
+        nonlocal i, tokens
         if i + batch > len(order): i = 0
         samples = [data[j] for j in order[i:i + batch]]
         i += batch
-        b = {k: v.cuda(non_blocking=True) for k, v in col(samples).items()}
+        b = {k: (v.cuda(non_blocking=True) if hasattr(v, 'cuda') else v) for k, v in col(samples).items()}
         loss = m(**b).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
         opt.step()
         opt.zero_grad(set_to_none=True)
         tokens += sum(min(len(s['input_ids']), 2048) for s in samples)
+    for _ in range(steps):
+        step()
         torch.cuda.synchronize()
         marks.append((time.perf_counter(), tokens))
+    from torch.profiler import profile, ProfilerActivity
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(3): step()
+        torch.cuda.synchronize()
+    ev = sorted(prof.key_averages(), key=lambda e: -e.device_time_total)
+    total = sum(e.device_time_total for e in ev if e.device_time_total > 0 and not e.key.startswith('ProfilerStep')) or 1
+    top = [{'kernel': e.key[:120], 'share': round(e.device_time_total / total, 4), 'ms_per_step': round(e.device_time_total / 3e3, 2)} for e in ev[:25]]
     from knowlm_nb.training import steady_throughput
     del m, opt
     torch.cuda.empty_cache()
-    return steady_throughput(marks)
+    return steady_throughput(marks), top
 
 def gpu_bench(steps:int=30, compare_steps:int=20, out_json:str|None=None, smoke:bool=False, batches:list|None=None, doc_max:int=2048):
     "The project's pretrain() on a 0.5B Qwen2 shape at sequence 2048, options off and on, beside a plain-loop floor; MFU on real tokens."
@@ -148,18 +159,18 @@ def gpu_bench(steps:int=30, compare_steps:int=20, out_json:str|None=None, smoke:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(res, indent=1) + '\n')
     def mfu(tps): return None if (tps is None or peak is None) else tps * fpt / peak
-    runs = {  # name: (steps, pretrain fields); the defaults (liger=None, attn_implementation=None) are the project's GPU defaults
-        'loss check: unoptimised (padded, sdpa, no Liger, bf16 mixed), 8 docs/step': (compare_steps, dict(packing=False, liger=False, attn_implementation='sdpa', precision='bf16', batch_size=8)),
-        'loss check: defaults (packed, flex, Liger, bf16 mixed), 8 docs/step': (compare_steps, dict(packing=True, precision='bf16', batch_size=8)),
-        'unoptimised: padded, sdpa, no Liger, bf16 mixed, 8 docs/step': (steps, dict(packing=False, liger=False, attn_implementation='sdpa', precision='bf16', batch_size=8)),
-        'packed, sdpa, Liger, bf16 mixed, 32 docs/step': (steps, dict(packing=True, attn_implementation='sdpa', precision='bf16', batch_size=32)),
-        'defaults: packed, flex, Liger, bf16 mixed, 32 docs/step': (steps, dict(packing=True, precision='bf16', batch_size=32)),
-        'packed, flex, Liger, pure bf16 + fused AdamW, 32 docs/step': (steps, dict(packing=True, precision='bf16-pure', batch_size=32)),
-        'packed, flex, Liger, pure bf16 + fused AdamW, 48 docs/step': (steps, dict(packing=True, precision='bf16-pure', batch_size=48)),
-    }
-    if batches:  # only the fastest options, at these micro batches (documents per step), and the floor at the largest that fits
-        runs = {f'packed, flex, Liger, pure bf16 + fused AdamW, {b} docs/step': (steps, dict(packing=True, precision='bf16-pure', batch_size=b)) for b in batches}
-    if smoke: runs = {k: (3, {**kw, 'liger': False, 'attn_implementation': 'sdpa', 'precision': 'fp32'}) for k, (_, kw) in list(runs.items())[:3]}
+    # name: (steps, pretrain fields). Order matters: Liger's RoPE patch is global to the process, so every run that must not have
+    # it (the unoptimised loss check, the compiled layers, which keep only Liger's fused loss) comes before the first full-Liger run.
+    bs = batches or [64, 96]
+    V, F = dict(packing=True, attn_implementation='varlen'), dict(packing=True, attn_implementation='flex_attention')
+    runs = {'loss check: unoptimised (padded, sdpa, no Liger, bf16 mixed), 8 docs/step': (compare_steps, dict(packing=False, liger=False, attn_implementation='sdpa', precision='bf16', batch_size=8)),
+            'loss check: varlen, compiled layers, Liger loss only, bf16 mixed, 8 docs/step': (compare_steps, dict(**V, compile=True, precision='bf16', batch_size=8)),
+            f'varlen, compiled layers, Liger loss only, pure bf16 + fused AdamW, {bs[0]} docs/step': (steps, dict(**V, compile=True, precision='bf16-pure', batch_size=bs[0])),
+            'loss check: varlen, Liger, bf16 mixed, 8 docs/step': (compare_steps, dict(**V, precision='bf16', batch_size=8)),
+            **{f'varlen, Liger, pure bf16 + fused AdamW, {b} docs/step': (steps, dict(**V, precision='bf16-pure', batch_size=b)) for b in bs},
+            f'flex (rows of 2048), Liger, pure bf16 + fused AdamW, {bs[0]} docs/step': (steps, dict(**F, precision='bf16-pure', batch_size=bs[0]))}
+    if smoke: runs = {k: (3, {**kw, 'liger': False, 'precision': 'fp32', 'attn_implementation': 'sdpa' if kw.get('attn_implementation') == 'flex_attention' else kw.get('attn_implementation')})
+                      for k, (_, kw) in list(runs.items())[:3]}
     for label, (k, kw) in runs.items():
         t0 = time.perf_counter()
         try:
@@ -178,15 +189,16 @@ def gpu_bench(steps:int=30, compare_steps:int=20, out_json:str|None=None, smoke:
         save()
     if not smoke:
         try:
-            ok = [kw['batch_size'] for label, (_, kw) in runs.items() if 'error' not in res['runs'].get(label, {'error': 1})]
-            fb = max(ok) if batches and ok else 32
-            tps = gpu_plain_floor(work, steps, fb)
-            res['runs'][f'plain loop floor: packed, flex, Liger, pure bf16, fused AdamW, {fb} docs/step'] = {'steady_tokens_per_second': tps, 'mfu': mfu(tps)}
+            tps, prof = gpu_plain_floor(work, steps, bs[0])
+            res['runs'][f'plain loop floor: varlen, Liger, pure bf16, fused AdamW, {bs[0]} docs/step'] = {'steady_tokens_per_second': tps, 'mfu': mfu(tps)}
+            res['floor_profile_top_kernels'] = prof
         except Exception as e:
             res['runs']['plain loop floor'] = {'error': f"{type(e).__name__}: {str(e)[:400]}"}
     a = res['runs'].get('loss check: unoptimised (padded, sdpa, no Liger, bf16 mixed), 8 docs/step', {}).get('losses')
-    b = res['runs'].get('loss check: defaults (packed, flex, Liger, bf16 mixed), 8 docs/step', {}).get('losses')
-    if a and b: res['loss_check'] = {'max_abs_diff_first_steps': max(abs(x - y) for x, y in zip(a, b)), 'unoptimised': a, 'optimised': b}
+    res['loss_check'] = {}
+    for label in [k for k in res['runs'] if k.startswith('loss check:') and 'unoptimised' not in k]:
+        b = res['runs'][label].get('losses')
+        if a and b: res['loss_check'][label] = {'max_abs_diff_first_steps': max(abs(x - y) for x, y in zip(a, b)), 'unoptimised': a, 'optimised': b}
     save()
     return res
 
@@ -197,7 +209,7 @@ def main():
     p.add_argument('--gpu', action='store_true', help='only the GPU measurement (needs CUDA and liger-kernel)')
     p.add_argument('--gpu-steps', type=int, default=30, help='steps of each GPU throughput run')
     p.add_argument('--gpu-doc-max', type=int, default=2048, help='longest document (tokens); lengths are uniform from 64')
-    p.add_argument('--gpu-batches', help='only the fastest options at these micro batches, e.g. 64,96,128 (documents per step)')
+    p.add_argument('--gpu-batches', help='micro batches (documents per step) of the throughput runs (default 64,96)')
     p.add_argument('--smoke', action='store_true', help='with --gpu: run the GPU script on the CPU with a tiny model (checks the script, measures nothing)')
     p.add_argument('--out-json', help='where to write the figures (default: bench/results/pretraining[_gpu].json)')
     a = p.parse_args()
@@ -208,7 +220,8 @@ def main():
         for k, v in res['runs'].items():
             if 'error' in v: print(f"{k:<80} error: {v['error'][:120]}")
             else: print(f"{k:<80} {v['steady_tokens_per_second'] or 0:>10,.0f} tok/s  MFU {v['mfu'] or float('nan'):.3f}")
-        if 'loss_check' in res: print(f"loss check, largest difference over the first steps: {res['loss_check']['max_abs_diff_first_steps']:.4f}")
+        for k, v in res.get('loss_check', {}).items(): print(f"{k}: largest loss difference from the unoptimised run over the first steps {v['max_abs_diff_first_steps']:.4f}")
+        for row in res.get('floor_profile_top_kernels', [])[:15]: print(f"  {row['share']:6.1%} {row['ms_per_step']:8.2f} ms/step  {row['kernel']}")
         return
     if a.runs < 3: p.error('--runs must be at least 3 (medians of fewer are not reported)')
     import torch

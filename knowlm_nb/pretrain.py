@@ -11,7 +11,7 @@ __all__ = ['PretrainResult', 'TINY_LM_RECIPE', 'cli_pretrain', 'CausalLMCollator
            'pretraining_samples', 'pretrain', 'plot_training', 'perplexity', 'fact_recall', 'tiny_lm_path', 'tiny_lm',
            'plot_recall', 'top_next_tokens', 'demo_report', 'pretrain_demo', 'pipeline_pretrain']
 
-# %% ../nbs/04_pretraining.ipynb #0f42fbea
+# %% ../nbs/04_pretraining.ipynb #e6926692
 import os, math, time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +22,10 @@ from .core import (read_json, iter_jsonl, iter_text_blocks, DataFormatError, Inp
 from .world import WorldConfig, make_world, pretrain_documents, fact_records, LANGS
 from .models import world_tokenizer, tiny_config, build_model, load_model, load_tokenizer, generate
 from .probe import probe_answers
-from .training import (TrainConfig, TrainResult, run_trainer, seeded_trainer, resolve_gpu_options, cached_training,
+from .training import (VARLEN, TrainConfig, TrainResult, run_trainer, seeded_trainer, resolve_gpu_options, cached_training,
                                 zero_config, ZERO_PRESETS, write_zero_config, launch_command, last_checkpoint, SeededLengthGroupedSampler)
 
-# %% ../nbs/04_pretraining.ipynb #55b63496
+# %% ../nbs/04_pretraining.ipynb #58922c16
 def _token_arrays(samples, max_len):
     "Each sample (ids, or a dict with `input_ids`) as an int64 array, cut to `max_len`; an empty one is an error."
     seqs = [np.asarray(s['input_ids'] if isinstance(s, dict) else s, dtype=np.int64).reshape(-1)[:max_len] for s in samples]
@@ -53,19 +53,21 @@ class CausalLMCollator:
         ids, mask = torch.from_numpy(ids), torch.from_numpy(mask)
         return {'input_ids': ids, 'attention_mask': mask, 'labels': ids.masked_fill(mask == 0, -100)}
 
-# %% ../nbs/04_pretraining.ipynb #9c5e6602
+# %% ../nbs/04_pretraining.ipynb #810093a5
 class PackedCollator:
     "Pack a batch's samples into rows of at most `width` tokens, each sample attending only to itself."
     def __init__(self, pad_id:int,  # id that fills the end of a row (never attended to by a sample, never trained on)
                  max_len:int|None=None,  # truncate longer samples (None: keep all)
                  width:int|None=None,  # row length (default: max_len, else the longest sample)
-                 row_multiple:int=1  # >1: pad the row count to a multiple of this and every row to full width (few shapes for compiled kernels)
+                 row_multiple:int=1,  # >1: pad the row count to a multiple of this and every row to full width (few shapes for compiled kernels)
+                 flat:bool=False  # one row of all samples end to end, no padding, with their offsets (for variable-length attention)
                 ):
         if pad_id is None: raise ValueError("pad_id is None: give the tokenizer a pad token (e.g. tokenizer.pad_token = tokenizer.eos_token)")
-        self.pad_id, self.max_len, self.width, self.row_multiple = pad_id, max_len, width or max_len, row_multiple
+        self.pad_id, self.max_len, self.width, self.row_multiple, self.flat = pad_id, max_len, width or max_len, row_multiple, flat
 
     def __call__(self, samples:list)->dict:
         seqs = _token_arrays(samples, self.max_len)
+        if self.flat: return self._flat(seqs)
         W = max([self.width or 0] + [len(s) for s in seqs])
         rows, fill = [], []
         for s in sorted(seqs, key=len, reverse=True):  # first fit, longest first
@@ -93,7 +95,19 @@ class PackedCollator:
         pos[len(rows):] = np.arange(T)  # (and so is each all-padding row)
         return {'input_ids': torch.from_numpy(ids), 'position_ids': torch.from_numpy(pos), 'labels': torch.from_numpy(labels)}
 
-# %% ../nbs/04_pretraining.ipynb #0a9450b1
+    def _flat(self, seqs:list)->dict:
+        "All samples in one row, with `cu_seq_lens_*` offsets and `max_length_*` for a variable-length attention kernel."
+        lens = np.array([len(s) for s in seqs], dtype=np.int64)
+        ids = np.concatenate(seqs).astype(np.int64)[None]
+        pos = np.concatenate([np.arange(n) for n in lens])[None]
+        labels = ids.copy()
+        cu = np.concatenate([[0], np.cumsum(lens)])
+        labels[0, cu[:-1]] = -100  # a sample's first token is not predicted from the previous sample
+        cu_t, mx = torch.from_numpy(cu.astype(np.int32)), int(lens.max())
+        return {'input_ids': torch.from_numpy(ids), 'position_ids': torch.from_numpy(pos), 'labels': torch.from_numpy(labels),
+                'cu_seq_lens_q': cu_t, 'cu_seq_lens_k': cu_t, 'max_length_q': mx, 'max_length_k': mx}
+
+# %% ../nbs/04_pretraining.ipynb #0d189e90
 def check_packing(model,  # a causal LM
                   tol:float=1e-3  # largest allowed logit difference between a packed and an unpacked sample
                  )->float:
@@ -116,7 +130,7 @@ def check_packing(model,  # a causal LM
                          f"position ids (sdpa, eager, flex_attention, flash_attention_2)")
     return err
 
-# %% ../nbs/04_pretraining.ipynb #a3d7932b
+# %% ../nbs/04_pretraining.ipynb #7913f71b
 class TokenSamples:
     "A list-like dataset of token-id arrays (what the Trainer iterates)."
     def __init__(self, samples, source:str=''):
@@ -196,7 +210,7 @@ def load_pretraining_data(data,  # index PREFIX, a .jsonl/.txt file, or a list o
     order = mixture_indices(ds, mixture, n_samples or len(ds), seed) if mixture else None
     return _IndexView(ds, order)
 
-# %% ../nbs/04_pretraining.ipynb #7e5e00c1
+# %% ../nbs/04_pretraining.ipynb #5b506573
 @dataclass
 class PretrainConfig(TrainConfig):
     "Everything a pretraining run depends on: the shared training fields and the pretraining data and model size."
@@ -233,7 +247,7 @@ def knowlm_recipe(**overrides)->PretrainConfig:
                 save_steps=500, logging_steps=10)
     return merge_config(PretrainConfig, {**base, **overrides})
 
-# %% ../nbs/04_pretraining.ipynb #1255d74e
+# %% ../nbs/04_pretraining.ipynb #b901fd67
 class PretrainInputError(InputError):
     "The data, tokenizer, model or checkpoint of a pretraining run do not fit together."
 
@@ -259,7 +273,7 @@ def check_run_inputs(model, tokenizer, data, max_len:int, resume_from:str|Path|N
         if diff: raise PretrainInputError(f"checkpoint {resume_from} is of a different model: " +
                                           ', '.join(f"{k} {c.get(k)} != {m.get(k)}" for k in diff))
 
-# %% ../nbs/04_pretraining.ipynb #64d77e4c
+# %% ../nbs/04_pretraining.ipynb #ff660efc
 PretrainResult = TrainResult  # what a pretraining run produced (the training core's result)
 
 def pretrain_model_and_tokenizer(cfg:PretrainConfig,  # the run's config
@@ -282,7 +296,7 @@ def pretraining_samples(cfg:PretrainConfig, tokenizer)->TokenSamples:
         return load_pretraining_data(texts, tokenizer, cfg.max_len)
     return load_pretraining_data(cfg.data, tokenizer, cfg.max_len, mixture=cfg.mixture, seed=cfg.seed)
 
-# %% ../nbs/04_pretraining.ipynb #0da3dfd6
+# %% ../nbs/04_pretraining.ipynb #461fd9c2
 def pretrain(config:PretrainConfig|None=None,  # the recipe
              **overrides  # fields of `PretrainConfig` to change (an unknown name is an error)
             )->TrainResult:
@@ -298,12 +312,12 @@ def pretrain(config:PretrainConfig|None=None,  # the recipe
         check_run_inputs(model, tok, data, cfg.max_len, resume_from)
         if cfg.packing and not cfg.deepspeed: check_packing(model)  # (under ZeRO-3 the weights are shards until the engine runs)
         attn = model.config._attn_implementation
-        collator = (PackedCollator(tok.pad_token_id, cfg.max_len, row_multiple=2 if attn == 'flex_attention' else 1) if cfg.packing
+        collator = (PackedCollator(tok.pad_token_id, cfg.max_len, row_multiple=2 if attn == 'flex_attention' else 1, flat=attn == VARLEN) if cfg.packing
                     else CausalLMCollator(tok.pad_token_id, cfg.max_len))
         return seeded_trainer(Trainer)(model=model, args=args, train_dataset=data, data_collator=collator, processing_class=tok)
     return run_trainer(cfg, make_trainer)
 
-# %% ../nbs/04_pretraining.ipynb #a6244e2c
+# %% ../nbs/04_pretraining.ipynb #2b10bd31
 def plot_training(log_history:list, title:str='pretraining'):
     "Loss and learning rate against the optimizer step, from a Trainer log history."
     import matplotlib.pyplot as plt
@@ -322,7 +336,7 @@ def plot_training(log_history:list, title:str='pretraining'):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/04_pretraining.ipynb #5ccf61c5
+# %% ../nbs/04_pretraining.ipynb #626bb0ee
 def perplexity(model, tokenizer, texts:list,  # documents
                max_len:int=256,  # window
                batch_size:int=32  # documents per forward pass
@@ -358,7 +372,7 @@ def fact_recall(model, tokenizer, world=None,  # the world whose facts are probe
              for lang in langs for f in facts for p in f[f'{key}_{lang}']]
     return probe_answers(model, tokenizer, items, batch_size=batch_size, return_items=return_items)
 
-# %% ../nbs/04_pretraining.ipynb #78373338
+# %% ../nbs/04_pretraining.ipynb #062e4da0
 TINY_LM_RECIPE = dict(model='tiny-llama', hidden_size=128, n_layers=2, n_heads=4, max_len=256, doc_repeats=4, epochs=110,
                       batch_size=32, group_by_length=False, packing=True, lr=4e-3, warmup_steps=30, logging_steps=20,
                       precision='auto', seed=0)
@@ -376,7 +390,7 @@ def tiny_lm(world_seed:int=0, device:str='cpu', **overrides):
     p = tiny_lm_path(world_seed, **overrides)
     return load_model(p, device=device), load_tokenizer(p)
 
-# %% ../nbs/04_pretraining.ipynb #fb65a036
+# %% ../nbs/04_pretraining.ipynb #694281b3
 def plot_recall(results:dict,  # model name -> {'train': fact_recall(...), 'heldout': fact_recall(...)}
                 title:str='fact recall'):
     "Grouped bars of fact recall per model, template set and language."
@@ -395,7 +409,7 @@ def plot_recall(results:dict,  # model name -> {'train': fact_recall(...), 'held
     fig.tight_layout()
     return fig
 
-# %% ../nbs/04_pretraining.ipynb #f53506ff
+# %% ../nbs/04_pretraining.ipynb #bfdb2931
 def top_next_tokens(model, tokenizer, prompt:str, k:int=10)->list:
     "The `k` most likely next tokens after `prompt`, with probabilities."
     ids = tokenizer(prompt, return_tensors='pt', add_special_tokens=False)['input_ids'].to(next(model.parameters()).device)
@@ -427,7 +441,7 @@ def pretrain_demo(model=None, tokenizer=None,
     show()
     return W.VBox([box, out])
 
-# %% ../nbs/04_pretraining.ipynb #a781518c
+# %% ../nbs/04_pretraining.ipynb #942774cd
 def _run_pretrain(cfg:PretrainConfig):
     "Train, then print one line of summary (on rank 0)."
     r = pretrain(cfg)

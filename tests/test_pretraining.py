@@ -270,3 +270,23 @@ def test_resume_passes_over_a_damaged_checkpoint(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert 'resume: passing over checkpoint-4: model.safetensors is truncated (1000 ' in r.stderr, r.stderr[-3000:]
     assert json.loads((tmp_path/'run'/'run.json').read_text())['resumed_from'].endswith('checkpoint-2')
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 50), min_size=1, max_size=20), min_size=1, max_size=12))
+def test_flat_collator_has_the_rows_targets_and_true_offsets(samples):
+    f = PackedCollator(pad_id=99, flat=True)(samples)
+    rows = PackedCollator(pad_id=99, width=16)(samples)
+    ids, lab, cu = f['input_ids'][0].tolist(), f['labels'][0].tolist(), f['cu_seq_lens_q'].tolist()
+    assert len(ids) == sum(len(s) for s in samples) and 99 not in ids  # nothing is padding
+    assert [ids[a:b] for a, b in zip(cu[:-1], cu[1:])] == samples and f['max_length_q'] == max(len(s) for s in samples)
+    assert sorted(x for x in lab if x != -100) == sorted(int(x) for x in rows['labels'].flatten() if x != -100)
+
+def test_varlen_attention_trains_as_sdpa_on_packed_rows(tmp_path):
+    "On the CPU 'varlen' runs each document through SDPA: the same losses as SDPA on the packed rows, from the flat collator."
+    a = pretrain(out=str(tmp_path/'sdpa'), max_steps=6, logging_steps=1, seed=0, packing=True, attn_implementation='sdpa', **SMALL)
+    b = pretrain(out=str(tmp_path/'varlen'), max_steps=6, logging_steps=1, seed=0, packing=True, attn_implementation='varlen', **SMALL)
+    la, lb = ([h['loss'] for h in r.log_history if 'loss' in h] for r in (a, b))
+    assert len(la) == 6 and np.allclose(la, lb, atol=1e-4), (la, lb)
+    assert b.tokens == a.tokens
+    assert b.model.config._attn_implementation == 'sdpa'  # handed back able to generate
+    assert json.loads((tmp_path/'varlen'/'run.json').read_text())['gpu_options']['attn_implementation'] == 'varlen'
