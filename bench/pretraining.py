@@ -141,7 +141,7 @@ def gpu_plain_floor(work:Path, steps:int, batch:int, seed:int=0):
     torch.cuda.empty_cache()
     return steady_throughput(marks), top
 
-def gpu_bench(steps:int=30, compare_steps:int=20, out_json:str|None=None, smoke:bool=False, batches:list|None=None, doc_max:int=2048):
+def gpu_bench(steps:int=30, compare_steps:int=20, out_json:str|None=None, smoke:bool=False, batches:list|None=None, doc_max:int=2048, select:list|None=None):
     "The project's pretrain() on a 0.5B Qwen2 shape at sequence 2048, options off and on, beside a plain-loop floor; MFU on real tokens."
     import torch
     work = Path(tempfile.mkdtemp())
@@ -165,10 +165,11 @@ def gpu_bench(steps:int=30, compare_steps:int=20, out_json:str|None=None, smoke:
     V, F = dict(packing=True, attn_implementation='varlen'), dict(packing=True, attn_implementation='flex_attention')
     runs = {'loss check: unoptimised (padded, sdpa, no Liger, bf16 mixed), 8 docs/step': (compare_steps, dict(packing=False, liger=False, attn_implementation='sdpa', precision='bf16', batch_size=8)),
             'loss check: varlen, compiled layers, Liger loss only, bf16 mixed, 8 docs/step': (compare_steps, dict(**V, compile=True, precision='bf16', batch_size=8)),
-            f'varlen, compiled layers, Liger loss only, pure bf16 + fused AdamW, {bs[0]} docs/step': (steps, dict(**V, compile=True, precision='bf16-pure', batch_size=bs[0])),
+            **{f'varlen, compiled layers, Liger loss only, pure bf16 + fused AdamW, {b} docs/step': (steps, dict(**V, compile=True, precision='bf16-pure', batch_size=b)) for b in bs},
             'loss check: varlen, Liger, bf16 mixed, 8 docs/step': (compare_steps, dict(**V, precision='bf16', batch_size=8)),
             **{f'varlen, Liger, pure bf16 + fused AdamW, {b} docs/step': (steps, dict(**V, precision='bf16-pure', batch_size=b)) for b in bs},
             f'flex (rows of 2048), Liger, pure bf16 + fused AdamW, {bs[0]} docs/step': (steps, dict(**F, precision='bf16-pure', batch_size=bs[0]))}
+    if select: runs = {k: v for k, v in runs.items() if any(x in k for x in select)}
     if smoke: runs = {k: (3, {**kw, 'liger': False, 'precision': 'fp32', 'attn_implementation': 'sdpa' if kw.get('attn_implementation') == 'flex_attention' else kw.get('attn_implementation')})
                       for k, (_, kw) in list(runs.items())[:3]}
     for label, (k, kw) in runs.items():
@@ -187,7 +188,7 @@ def gpu_bench(steps:int=30, compare_steps:int=20, out_json:str|None=None, smoke:
             if device == 'cuda': torch.cuda.empty_cache()
         print(label, {k_: v for k_, v in res['runs'][label].items() if k_ != 'losses'}, flush=True)
         save()
-    if not smoke:
+    if not smoke and (not select or 'floor' in select):
         try:
             tps, prof = gpu_plain_floor(work, steps, bs[0])
             res['runs'][f'plain loop floor: varlen, Liger, pure bf16, fused AdamW, {bs[0]} docs/step'] = {'steady_tokens_per_second': tps, 'mfu': mfu(tps)}
@@ -211,11 +212,13 @@ def main():
     p.add_argument('--gpu-doc-max', type=int, default=2048, help='longest document (tokens); lengths are uniform from 64')
     p.add_argument('--gpu-batches', help='micro batches (documents per step) of the throughput runs (default 64,96)')
     p.add_argument('--smoke', action='store_true', help='with --gpu: run the GPU script on the CPU with a tiny model (checks the script, measures nothing)')
+    p.add_argument('--gpu-select', help="only the runs whose label holds one of these comma-separated words ('floor' for the plain loop)")
     p.add_argument('--out-json', help='where to write the figures (default: bench/results/pretraining[_gpu].json)')
     a = p.parse_args()
     if a.gpu:
         res = gpu_bench(a.gpu_steps, out_json=a.out_json or (tempfile.mkdtemp() + '/smoke.json' if a.smoke else None), smoke=a.smoke,
-                        batches=[int(x) for x in a.gpu_batches.split(',')] if a.gpu_batches else None, doc_max=a.gpu_doc_max)
+                        batches=[int(x) for x in a.gpu_batches.split(',')] if a.gpu_batches else None, doc_max=a.gpu_doc_max,
+                        select=a.gpu_select.split(',') if a.gpu_select else None)
         print(f"\n{res['device']}, {res['parameters']/1e6:.0f}M params, seq 2048, MFU on real tokens (peak {res['peak_flops'] or 0:.3g} FLOP/s)")
         for k, v in res['runs'].items():
             if 'error' in v: print(f"{k:<80} error: {v['error'][:120]}")

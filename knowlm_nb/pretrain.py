@@ -11,7 +11,7 @@ __all__ = ['PretrainResult', 'TINY_LM_RECIPE', 'cli_pretrain', 'CausalLMCollator
            'pretraining_samples', 'pretrain', 'plot_training', 'perplexity', 'fact_recall', 'tiny_lm_path', 'tiny_lm',
            'plot_recall', 'top_next_tokens', 'demo_report', 'pretrain_demo', 'pipeline_pretrain']
 
-# %% ../nbs/04_pretraining.ipynb #e6926692
+# %% ../nbs/04_pretraining.ipynb #33c57e1f
 import os, math, time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +25,7 @@ from .probe import probe_answers
 from .training import (VARLEN, TrainConfig, TrainResult, run_trainer, seeded_trainer, resolve_gpu_options, cached_training,
                                 zero_config, ZERO_PRESETS, write_zero_config, launch_command, last_checkpoint, SeededLengthGroupedSampler)
 
-# %% ../nbs/04_pretraining.ipynb #58922c16
+# %% ../nbs/04_pretraining.ipynb #6b0ba078
 def _token_arrays(samples, max_len):
     "Each sample (ids, or a dict with `input_ids`) as an int64 array, cut to `max_len`; an empty one is an error."
     seqs = [np.asarray(s['input_ids'] if isinstance(s, dict) else s, dtype=np.int64).reshape(-1)[:max_len] for s in samples]
@@ -53,7 +53,7 @@ class CausalLMCollator:
         ids, mask = torch.from_numpy(ids), torch.from_numpy(mask)
         return {'input_ids': ids, 'attention_mask': mask, 'labels': ids.masked_fill(mask == 0, -100)}
 
-# %% ../nbs/04_pretraining.ipynb #810093a5
+# %% ../nbs/04_pretraining.ipynb #4343bfa5
 class PackedCollator:
     "Pack a batch's samples into rows of at most `width` tokens, each sample attending only to itself."
     def __init__(self, pad_id:int,  # id that fills the end of a row (never attended to by a sample, never trained on)
@@ -107,7 +107,7 @@ class PackedCollator:
         return {'input_ids': torch.from_numpy(ids), 'position_ids': torch.from_numpy(pos), 'labels': torch.from_numpy(labels),
                 'cu_seq_lens_q': cu_t, 'cu_seq_lens_k': cu_t, 'max_length_q': mx, 'max_length_k': mx}
 
-# %% ../nbs/04_pretraining.ipynb #0d189e90
+# %% ../nbs/04_pretraining.ipynb #96592c21
 def check_packing(model,  # a causal LM
                   tol:float=1e-3  # largest allowed logit difference between a packed and an unpacked sample
                  )->float:
@@ -130,7 +130,7 @@ def check_packing(model,  # a causal LM
                          f"position ids (sdpa, eager, flex_attention, flash_attention_2)")
     return err
 
-# %% ../nbs/04_pretraining.ipynb #7913f71b
+# %% ../nbs/04_pretraining.ipynb #e47ea4ea
 class TokenSamples:
     "A list-like dataset of token-id arrays (what the Trainer iterates)."
     def __init__(self, samples, source:str=''):
@@ -210,7 +210,7 @@ def load_pretraining_data(data,  # index PREFIX, a .jsonl/.txt file, or a list o
     order = mixture_indices(ds, mixture, n_samples or len(ds), seed) if mixture else None
     return _IndexView(ds, order)
 
-# %% ../nbs/04_pretraining.ipynb #5b506573
+# %% ../nbs/04_pretraining.ipynb #e5612026
 @dataclass
 class PretrainConfig(TrainConfig):
     "Everything a pretraining run depends on: the shared training fields and the pretraining data and model size."
@@ -247,7 +247,7 @@ def knowlm_recipe(**overrides)->PretrainConfig:
                 save_steps=500, logging_steps=10)
     return merge_config(PretrainConfig, {**base, **overrides})
 
-# %% ../nbs/04_pretraining.ipynb #b901fd67
+# %% ../nbs/04_pretraining.ipynb #d0493ac3
 class PretrainInputError(InputError):
     "The data, tokenizer, model or checkpoint of a pretraining run do not fit together."
 
@@ -273,7 +273,7 @@ def check_run_inputs(model, tokenizer, data, max_len:int, resume_from:str|Path|N
         if diff: raise PretrainInputError(f"checkpoint {resume_from} is of a different model: " +
                                           ', '.join(f"{k} {c.get(k)} != {m.get(k)}" for k in diff))
 
-# %% ../nbs/04_pretraining.ipynb #ff660efc
+# %% ../nbs/04_pretraining.ipynb #dbf9b167
 PretrainResult = TrainResult  # what a pretraining run produced (the training core's result)
 
 def pretrain_model_and_tokenizer(cfg:PretrainConfig,  # the run's config
@@ -296,7 +296,7 @@ def pretraining_samples(cfg:PretrainConfig, tokenizer)->TokenSamples:
         return load_pretraining_data(texts, tokenizer, cfg.max_len)
     return load_pretraining_data(cfg.data, tokenizer, cfg.max_len, mixture=cfg.mixture, seed=cfg.seed)
 
-# %% ../nbs/04_pretraining.ipynb #461fd9c2
+# %% ../nbs/04_pretraining.ipynb #85df89e6
 def pretrain(config:PretrainConfig|None=None,  # the recipe
              **overrides  # fields of `PretrainConfig` to change (an unknown name is an error)
             )->TrainResult:
@@ -310,14 +310,15 @@ def pretrain(config:PretrainConfig|None=None,  # the recipe
         if not cfg.deepspeed: model = model.to(args.device)  # the packing check runs where training will (FlexAttention is a GPU kernel)
         data = pretraining_samples(cfg, tok)
         check_run_inputs(model, tok, data, cfg.max_len, resume_from)
-        if cfg.packing and not cfg.deepspeed: check_packing(model)  # (under ZeRO-3 the weights are shards until the engine runs)
         attn = model.config._attn_implementation
+        if cfg.packing and not cfg.deepspeed:  # (under ZeRO-3 the weights are shards until the engine runs)
+            check_packing(model, tol=3e-2 if attn == VARLEN and model.device.type == 'cuda' else 1e-3)  # the flash kernel computes in bf16
         collator = (PackedCollator(tok.pad_token_id, cfg.max_len, row_multiple=2 if attn == 'flex_attention' else 1, flat=attn == VARLEN) if cfg.packing
                     else CausalLMCollator(tok.pad_token_id, cfg.max_len))
         return seeded_trainer(Trainer)(model=model, args=args, train_dataset=data, data_collator=collator, processing_class=tok)
     return run_trainer(cfg, make_trainer)
 
-# %% ../nbs/04_pretraining.ipynb #2b10bd31
+# %% ../nbs/04_pretraining.ipynb #a6956562
 def plot_training(log_history:list, title:str='pretraining'):
     "Loss and learning rate against the optimizer step, from a Trainer log history."
     import matplotlib.pyplot as plt
@@ -336,7 +337,7 @@ def plot_training(log_history:list, title:str='pretraining'):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/04_pretraining.ipynb #626bb0ee
+# %% ../nbs/04_pretraining.ipynb #a73658ea
 def perplexity(model, tokenizer, texts:list,  # documents
                max_len:int=256,  # window
                batch_size:int=32  # documents per forward pass
@@ -372,7 +373,7 @@ def fact_recall(model, tokenizer, world=None,  # the world whose facts are probe
              for lang in langs for f in facts for p in f[f'{key}_{lang}']]
     return probe_answers(model, tokenizer, items, batch_size=batch_size, return_items=return_items)
 
-# %% ../nbs/04_pretraining.ipynb #062e4da0
+# %% ../nbs/04_pretraining.ipynb #fbb37689
 TINY_LM_RECIPE = dict(model='tiny-llama', hidden_size=128, n_layers=2, n_heads=4, max_len=256, doc_repeats=4, epochs=110,
                       batch_size=32, group_by_length=False, packing=True, lr=4e-3, warmup_steps=30, logging_steps=20,
                       precision='auto', seed=0)
@@ -390,7 +391,7 @@ def tiny_lm(world_seed:int=0, device:str='cpu', **overrides):
     p = tiny_lm_path(world_seed, **overrides)
     return load_model(p, device=device), load_tokenizer(p)
 
-# %% ../nbs/04_pretraining.ipynb #694281b3
+# %% ../nbs/04_pretraining.ipynb #3e6754d3
 def plot_recall(results:dict,  # model name -> {'train': fact_recall(...), 'heldout': fact_recall(...)}
                 title:str='fact recall'):
     "Grouped bars of fact recall per model, template set and language."
@@ -409,7 +410,7 @@ def plot_recall(results:dict,  # model name -> {'train': fact_recall(...), 'held
     fig.tight_layout()
     return fig
 
-# %% ../nbs/04_pretraining.ipynb #bfdb2931
+# %% ../nbs/04_pretraining.ipynb #fa16df9b
 def top_next_tokens(model, tokenizer, prompt:str, k:int=10)->list:
     "The `k` most likely next tokens after `prompt`, with probabilities."
     ids = tokenizer(prompt, return_tensors='pt', add_special_tokens=False)['input_ids'].to(next(model.parameters()).device)
@@ -441,7 +442,7 @@ def pretrain_demo(model=None, tokenizer=None,
     show()
     return W.VBox([box, out])
 
-# %% ../nbs/04_pretraining.ipynb #942774cd
+# %% ../nbs/04_pretraining.ipynb #cf1505eb
 def _run_pretrain(cfg:PretrainConfig):
     "Train, then print one line of summary (on rank 0)."
     r = pretrain(cfg)

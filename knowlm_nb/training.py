@@ -12,13 +12,13 @@ __all__ = ['PRECISIONS', 'VARLEN', 'ZERO_PRESETS', 'TrainConfig', 'varlen_availa
            'step_clock', 'steady_throughput', 'trl_labelled_positions_only', 'TrainResult', 'training_arguments',
            'launch_environment', 'run_trainer', 'cached_training']
 
-# %% ../nbs/03a_training.ipynb #df66bb86
+# %% ../nbs/03a_training.ipynb #46ea5312
 import os, re, sys, json, time, shutil, shlex, socket, contextlib, importlib.util
 from dataclasses import dataclass, asdict, field
 from pathlib import Path
 from .core import seed_everything, pick_device, cached_build, write_json, ConfigError
 
-# %% ../nbs/03a_training.ipynb #42dc7800
+# %% ../nbs/03a_training.ipynb #43a19d31
 PRECISIONS = ('fp32', 'bf16', 'fp16', 'bf16-pure', 'auto')
 
 @dataclass
@@ -45,7 +45,7 @@ class TrainConfig:
     packing:bool=False  # pack samples into rows of max_len tokens, each attending only to itself
     precision:str='fp32'  # 'fp32', 'bf16' (mixed), 'fp16' (GPU only), 'bf16-pure' (bf16 weights, GPU) or 'auto' (bf16 where it is native, fp16 on an older GPU, else fp32)
     liger:bool|None=None  # Liger fused kernels (fused linear cross-entropy, RMSNorm, RoPE, SwiGLU); None: on for CUDA when installed
-    attn_implementation:str|None=None  # 'sdpa', 'eager', 'flex_attention', 'flash_attention_2', 'varlen' (packed rows through PyTorch's flash varlen kernel); None: the fastest measured for packed rows on CUDA, else sdpa
+    attn_implementation:str|None=None  # 'sdpa', 'eager', 'flex_attention', 'flash_attention_2', 'varlen' (packed rows through PyTorch's flash varlen kernel); None: varlen for packed rows on CUDA in bf16/fp16 (flex_attention in fp32), else sdpa
     compile:bool=False  # compile each decoder layer with torch.compile (dynamic shapes); Liger then keeps only its fused loss
     save_steps:int=0  # checkpoint every N steps (0: only the final model)
     save_total_limit:int=2  # checkpoints kept
@@ -68,7 +68,7 @@ class TrainConfig:
         if self.attn_implementation not in ok_attn: raise ConfigError(f"{name}.attn_implementation must be one of {ok_attn[1:]} or None, got {self.attn_implementation!r}")
         if self.attn_implementation == 'varlen' and not self.packing: raise ConfigError(f"{name}.attn_implementation='varlen' reads packed rows: set packing=True (or use 'sdpa')")
 
-# %% ../nbs/03a_training.ipynb #ebdfeaa5
+# %% ../nbs/03a_training.ipynb #f179971f
 VARLEN = 'varlen'  # the attention name `register_varlen_attention` adds to transformers
 
 def varlen_available()->bool:
@@ -111,11 +111,15 @@ def varlen_attention(module,  # the attention module (unused: transformers' inte
     if q.is_cuda:
         from torch.nn.attention.varlen import varlen_attn
         kw = _VARLEN_KW or _varlen_kwargs()
+        auto = torch.is_autocast_enabled('cuda')
+        if q.dtype == torch.float32:  # the flash kernel takes half precision only (under autocast RoPE leaves q and k in fp32)
+            q, k, v = (x.to(torch.get_autocast_dtype('cuda') if auto else torch.bfloat16) for x in (q, k, v))
         if Hk != Hq and not kw['gqa']:
             k, v = k.repeat_interleave(Hq // Hk, dim=1), v.repeat_interleave(Hq // Hk, dim=1)
         if scaling is not None and not kw['scale']: q = q * (scaling * D ** 0.5)  # a kernel without `scale` uses 1/sqrt(head_dim)
         extra = {**kw['args'], **({'scale': scaling} if kw['scale'] else {}), **({'enable_gqa': True} if Hk != Hq and kw['gqa'] else {})}
         out = varlen_attn(q, k, v, cu, cu, mx, mx, **extra)  # (mx stays symbolic under torch.compile: no int())
+        if not auto: out = out.to(query.dtype)  # outside autocast (the packing check of an fp32 model) hand back fp32
     else:
         c = cu.tolist()
         out = torch.cat([torch.nn.functional.scaled_dot_product_attention(
@@ -138,7 +142,7 @@ def register_varlen_attention()->str:
     AttentionInterface.register(VARLEN, varlen_attention)
     return VARLEN
 
-# %% ../nbs/03a_training.ipynb #3433cd95
+# %% ../nbs/03a_training.ipynb #d8d56e48
 def liger_available()->bool:
     "True when the `liger-kernel` package is installed."
     return importlib.util.find_spec('liger_kernel') is not None
@@ -170,10 +174,13 @@ def resolve_gpu_options(cfg:TrainConfig,  # the run's config
     liger = cfg.liger if cfg.liger is not None else (on_cuda and liger_available())
     if liger and not on_cuda: raise ConfigError(f"liger=True needs a CUDA device (Liger's kernels are Triton GPU kernels), got device {device!r}")
     if liger and not liger_available(): raise ConfigError("liger=True but the liger-kernel package is not installed (pip install 'knowlm_nb[gpu]')")
-    attn = cfg.attn_implementation or ((VARLEN if varlen_available() else 'flex_attention') if cfg.packing and on_cuda else 'sdpa')
+    precision = resolve_precision(cfg.precision, device)
+    half = precision != 'fp32'  # the flash varlen kernel computes in bf16/fp16 only
+    attn = cfg.attn_implementation or ((VARLEN if varlen_available() and half else 'flex_attention') if cfg.packing and on_cuda else 'sdpa')
+    if attn == VARLEN and on_cuda and not half: raise ConfigError("attn_implementation='varlen' on CUDA needs precision 'bf16', 'bf16-pure', 'fp16' or 'auto'")
     if attn == VARLEN: register_varlen_attention()
     if cfg.precision == 'bf16-pure' and not on_cuda: raise ConfigError("precision='bf16-pure' is for GPUs; on the CPU use 'bf16' (mixed) or 'fp32'")
-    opts = {'liger': bool(liger), 'attn_implementation': attn, 'precision': resolve_precision(cfg.precision, device)}
+    opts = {'liger': bool(liger), 'attn_implementation': attn, 'precision': precision}
     if cfg.compile: opts['compile'] = True
     if cfg.compile and liger: opts['liger_config'] = {'fused_linear_cross_entropy': True, 'rms_norm': False, 'swiglu': False, 'rope': False}
     return opts
@@ -188,7 +195,7 @@ def compile_decoder_layers(model,  # a transformers causal LM
     for layer in layers: layer.compile(dynamic=dynamic)
     return len(layers)
 
-# %% ../nbs/03a_training.ipynb #8ec33786
+# %% ../nbs/03a_training.ipynb #a1616a2a
 def zero_config(stage:int=2,  # ZeRO stage: 2 (optimizer + gradients sharded) or 3 (+ parameters)
                 offload_optimizer:bool=False,  # keep optimizer states in CPU memory
                 offload_param:bool=False,  # keep parameters in CPU memory (stage 3 only)
@@ -238,7 +245,7 @@ def deepspeed_config_path(ds:str|None,  # None, a preset name or a JSON file
     if not Path(ds).exists(): raise FileNotFoundError(f"DeepSpeed config {ds} does not exist (or use one of {', '.join(ZERO_PRESETS)})")
     return str(ds)
 
-# %% ../nbs/03a_training.ipynb #55c2380f
+# %% ../nbs/03a_training.ipynb #8c49fb1c
 def launch_command(args:list,  # the training command after the launcher, e.g. ['knowlm-nb', 'pretrain', '--data', 'chunks/pretrain']
                    launcher:str='deepspeed',  # 'deepspeed' or 'accelerate'
                    gpus_per_node:int=8,  # processes per node
@@ -269,7 +276,7 @@ def launch_command(args:list,  # the training command after the launcher, e.g. [
     else: raise ValueError(f"launcher must be 'deepspeed' or 'accelerate', got {launcher!r}")
     return ' '.join(shlex.quote(c) for c in cmd)
 
-# %% ../nbs/03a_training.ipynb #934c6574
+# %% ../nbs/03a_training.ipynb #a953fecf
 def checkpoint_problem(ck:str|Path  # a `checkpoint-N` directory
                       )->str|None:
     "Why a checkpoint cannot be resumed from, naming the file (None if it can): its state, weights and optimizer files are checked without loading them."
@@ -304,7 +311,7 @@ def last_checkpoint(out:str|Path,  # a run's output directory
         if skipped is not None: skipped.append((p, why))
     return None
 
-# %% ../nbs/03a_training.ipynb #cabc9635
+# %% ../nbs/03a_training.ipynb #129f6d7e
 class SeededLengthGroupedSampler:
     "Indices in batches of similar-length samples, in an order fixed by the seed and the epoch (so a resumed run sees the same batches)."
     def __init__(self, lengths,  # length of every sample
@@ -338,7 +345,7 @@ def seeded_trainer(base  # a `transformers.Trainer` subclass (TRL's trainers are
     Seeded.__name__ = Seeded.__qualname__ = f"Seeded{base.__name__}"
     return Seeded
 
-# %% ../nbs/03a_training.ipynb #f5b83cb5
+# %% ../nbs/03a_training.ipynb #d3274c13
 class TokenCounter:
     "Wraps a data collator; counts the real (unpadded) tokens of the samples (or preference pairs) it collates; raw prompt rows count as samples only."
     def __init__(self, collate,  # the trainer's data collator
@@ -356,7 +363,7 @@ class TokenCounter:
         self.samples += len(samples)
         return self.collate(samples)
 
-# %% ../nbs/03a_training.ipynb #8e987609
+# %% ../nbs/03a_training.ipynb #21ebeb4e
 def step_clock(counter:TokenCounter,  # the run's token counter
                device:str  # the run's device ('cuda' waits for the GPU at each mark)
               ):
@@ -380,7 +387,7 @@ def steady_throughput(marks:list,  # `(seconds, tokens)` per step
     (t0, n0), (t1, n1) = marks[k], marks[-1]
     return (n1 - n0) / max(t1 - t0, 1e-9)
 
-# %% ../nbs/03a_training.ipynb #ff58067e
+# %% ../nbs/03a_training.ipynb #cbf17800
 @contextlib.contextmanager
 def trl_labelled_positions_only(device:str  # the run's device ('cpu' is the only one changed)
                                ):
@@ -395,7 +402,7 @@ def trl_labelled_positions_only(device:str  # the run's device ('cpu' is the onl
     try: yield True
     finally: tu._use_triton = original
 
-# %% ../nbs/03a_training.ipynb #57d5db23
+# %% ../nbs/03a_training.ipynb #a470b51f
 @dataclass
 class TrainResult:
     "What a training run produced."
@@ -432,7 +439,7 @@ def training_arguments(cfg:TrainConfig,  # the run's config
     if device.startswith('cuda') and precision == 'bf16-pure': kw['optim'] = 'adamw_torch_fused'
     return (args_cls or TrainingArguments)(**{**kw, **overrides})
 
-# %% ../nbs/03a_training.ipynb #c262bb8f
+# %% ../nbs/03a_training.ipynb #a37ec404
 @contextlib.contextmanager
 def launch_environment(cfg:TrainConfig,  # the run's config
                        device:str  # the run's device
@@ -451,7 +458,7 @@ def launch_environment(cfg:TrainConfig,  # the run's config
     finally:
         for k in added: os.environ.pop(k, None)
 
-# %% ../nbs/03a_training.ipynb #bab53cc1
+# %% ../nbs/03a_training.ipynb #a222b696
 def _finish_deepspeed(trainer, out:Path):
     "After a DeepSpeed run: forget the HF DeepSpeed config, wait for every rank, reload the gathered model on rank 0."
     import torch.distributed as dist
@@ -510,7 +517,7 @@ def run_trainer(cfg:TrainConfig,  # the run's config
         if cfg.deepspeed: model = _finish_deepspeed(trainer, out)
     return TrainResult(model.eval() if model is not None else None, trainer.processing_class, out, hist, secs, tokens, steps, record)
 
-# %% ../nbs/03a_training.ipynb #9e5cef02
+# %% ../nbs/03a_training.ipynb #bffbd7c5
 def cached_training(kind:str,  # artefact family, e.g. 'tiny_lm'
                     recipe:dict,  # the config fields of the run (hashed into the cache key)
                     train,  # `train(out_dir: str) -> TrainResult`, a stage function run with `out=out_dir`
