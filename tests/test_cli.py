@@ -72,7 +72,7 @@ def test_pretrain_help_shows_every_field_with_its_comment():
     (['pretrain', '--lr', '1e-3'], 'required: --out'),
     (['rhyme', 'frobnicate'], 'invalid choice'),
     (['models', 'frobnicate'], 'invalid choice'),
-    (['pipeline', '--stages', 'nope'], "unknown stage 'nope'; valid stages: world, models, chunk, pretrain, sft, dpo, rhyme, ie, grpo"),
+    (['pipeline', '--stages', 'nope'], "unknown stage 'nope'; valid stages: world, models, chunk, pretrain, sft, dpo, rhyme, ie, grpo, edit"),
 ])
 def test_bad_arguments_exit_2_with_one_message(args, needle):
     r = run(*args)

@@ -1,0 +1,94 @@
+"Knowledge editing: ROME's closed form in every layout, the exact undo, bad input before any change, the command line."
+import json, subprocess, sys
+from pathlib import Path
+import pytest
+torch = pytest.importorskip('torch')
+from transformers import GPT2Config, Qwen2Config, AutoModelForCausalLM
+from knowlm_nb.editing import (rome_update, apply_update, mlp_output_module, weight_out_in, module_io, EditError, edit, EditHandle,
+                               world_edit_requests, token_accuracy, check_request)
+from knowlm_nb.models import load_model, load_tokenizer
+from knowlm_nb.pretrain import tiny_lm_path
+
+def _spd(d, seed):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(d, 3 * d, generator=g)
+    return a @ a.T / (3 * d)
+
+@pytest.mark.parametrize('arch', ['gpt2', 'qwen2'])
+def test_rome_update_writes_the_value_and_is_the_closed_form(arch):
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=50, n_embd=16, n_layer=2, n_head=2) if arch == 'gpt2' else \
+          Qwen2Config(vocab_size=50, hidden_size=16, intermediate_size=48, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1)
+    m = AutoModelForCausalLM.from_config(cfg).eval()
+    _, mod = mlp_output_module(m, 1)
+    W = weight_out_in(mod).detach().clone()
+    d_in = W.shape[1]
+    k_star, k, v, C = torch.randn(d_in), torch.randn(d_in), torch.randn(W.shape[0]), _spd(d_in, 1)
+    dW = rome_update(m, 1, k_star, v, cov=C, prompt_key=k)
+    b = mod.bias.detach() if getattr(mod, 'bias', None) is not None else 0
+    Ck = torch.linalg.inv(C.double()).float() @ k_star
+    assert torch.allclose(dW, torch.outer(v - (W @ k + b), Ck) / (k @ Ck), atol=1e-4)
+    apply_update(m, 1, dW)
+    assert torch.allclose(weight_out_in(mod) @ k + b, v, atol=1e-4)  # W' k = v*
+    assert torch.linalg.matrix_rank(dW) == 1
+
+@pytest.fixture(scope='module')
+def tiny():
+    p = str(tiny_lm_path())
+    return load_model(p, device='cpu').eval(), load_tokenizer(p)
+
+def _weights(m): return {n: p.detach().clone() for n, p in m.named_parameters()}
+
+def test_sequential_edits_undo_bit_exactly_and_ike_changes_nothing(tiny):
+    m, tok = tiny
+    w0 = _weights(m)
+    reqs = world_edit_requests(n=3)
+    r = edit(m, tok, reqs, method='rome', mode='sequential', generate=False, progress=False, steps=10)
+    assert r.handle.changed() and r.mode == 'sequential' and all(row['mode'] == 'sequential' for row in r.rows)
+    r.handle.restore()
+    assert all(torch.equal(p, w0[n]) for n, p in m.named_parameters())
+    i = edit(m, tok, reqs, method='ike', generate=False, progress=False)
+    assert i.handle is None and all(torch.equal(p, w0[n]) for n, p in m.named_parameters())
+
+def test_bad_input_is_refused_before_any_change(tiny):
+    m, tok = tiny
+    w0 = _weights(m)
+    req = world_edit_requests(n=1)[0]
+    for bad, msg in [({**req, 'subject': 'Nobody'}, 'does not occur in prompt'), ({**req, 'target_new': ''}, "'target_new' must be a non-empty string")]:
+        with pytest.raises(EditError, match=msg): edit(m, tok, [bad], method='rome', progress=False)
+    with pytest.raises(EditError, match='out of range: the model has 2 layers'): edit(m, tok, [req], method='rome', layer=5, progress=False)
+    with pytest.raises(EditError, match='unknown rome hyper-parameter'): edit(m, tok, [req], method='rome', lr_scale=2, progress=False)
+    with pytest.raises(EditError, match='singular'): rome_update(m, 0, torch.ones(512), torch.zeros(128), cov=torch.zeros(512, 512))
+    class NoMLP(torch.nn.Module):
+        def __init__(self):
+            super().__init__(); self.model = torch.nn.Module(); self.model.layers = torch.nn.ModuleList([torch.nn.Linear(2, 2)])
+    with pytest.raises(EditError, match='cannot locate the MLP output projection'): mlp_output_module(NoMLP(), 0)
+    with pytest.raises(EditError, match='singular'):  # a covariance from one short text cannot be inverted: refused, model untouched
+        edit(m, tok, [req], method='rome', covariance_texts=['Lanren'], progress=False)
+    assert all(torch.equal(p, w0[n]) for n, p in m.named_parameters())
+
+def test_tiny_model_edits(tiny):
+    "FT-L rewrites the 20 world edits and keeps unrelated answers; ROME keeps them and moves the answers towards the new objects."
+    m, tok = tiny
+    reqs = world_edit_requests(n=20)
+    before = sum(token_accuracy(m, tok, r['prompt'], r['target_new']) for r in reqs) / len(reqs)
+    ft = edit(m, tok, reqs, method='ft', generate=False, progress=False).summary()
+    rome = edit(m, tok, reqs, method='rome', generate=False, progress=False).summary()
+    assert ft['rewrite'] >= 0.9 and ft['locality'] >= 0.9, ft
+    assert rome['locality'] >= 0.9 and rome['rewrite'] > before + 0.2, (before, rome)
+
+def run(*args):
+    return subprocess.run([str(Path(sys.executable).parent/'knowlm-nb'), 'edit', *args], capture_output=True, text=True, timeout=600)
+
+def test_cli(tmp_path):
+    out = tmp_path/'r.json'
+    r = run('--method', 'ike', '--n', '2', '--no-generate', '--out', str(out))
+    assert r.returncode == 0, r.stderr
+    got = json.loads(out.read_text())
+    assert got['summary']['edits'] == 2 and got['summary']['method'] == 'ike' and len(got['rows']) == 2
+    bad = tmp_path/'bad.jsonl'
+    bad.write_text(json.dumps({'prompt': 'A is in', 'subject': 'A', 'target_new': 'B'}) + '\n' + json.dumps({'prompt': 'A is in', 'subject': 'C', 'target_new': 'B'}) + '\n')
+    r = run('--data', str(bad), '--out', str(out))
+    assert r.returncode == 2 and 'bad.jsonl line 2' in r.stderr and "subject 'C' does not occur" in r.stderr and 'Traceback' not in r.stderr
+    r = run('--layer', '7', '--out', str(out))
+    assert r.returncode == 2 and 'out of range' in r.stderr and 'Traceback' not in r.stderr
