@@ -10,18 +10,18 @@ __all__ = ['OPTIONAL_FIELDS', 'LAYER_PATHS', 'MLP_OUT_NAMES', 'CONTEXT_STARTS', 
            'mlp_output_module', 'weight_out_in', 'answer_separator', 'target_ids', 'subject_last_index',
            'predicted_tokens', 'token_accuracy', 'generated_match', 'ngram_entropy', 'EditHandle', 'module_io',
            'context_templates', 'subject_key', 'rome_value', 'rome_update', 'apply_update', 'key_covariance',
-           'cached_key_covariance', 'ft_edit', 'ike_demonstrations', 'ike_prefix', 'EditResult', 'edit_hparams', 'edit',
-           'plot_edit_metrics', 'edit_demo', 'zsre_to_request', 'read_edit_requests', 'EditConfig', 'run_edit',
-           'pipeline_edit']
+           'cached_key_covariance', 'memit_edit', 'ft_edit', 'kn_attributions', 'kn_edit', 'ike_demonstrations',
+           'ike_prefix', 'EditResult', 'edit_hparams', 'edit', 'plot_edit_metrics', 'edit_demo', 'zsre_to_request',
+           'read_edit_requests', 'EditConfig', 'run_edit', 'pipeline_edit']
 
-# %% ../nbs/08_editing.ipynb #f538cad1
+# %% ../nbs/08_editing.ipynb #e7a59759
 import re, math, time, json, hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from .core import InputError, ConfigError, cached_build, stable_hash, config_command
 from .world import make_world, edit_cases, pretrain_documents
 
-# %% ../nbs/08_editing.ipynb #5bf01cb7
+# %% ../nbs/08_editing.ipynb #248fabf0
 class EditError(InputError):
     "A request, layer or setting an edit cannot use (raised before any weight changes)."
 
@@ -51,7 +51,7 @@ def world_edit_requests(world=None,  # the toy world (default: seed 0)
     cases = [c for c in edit_cases(world or make_world()) if c['split'] == split and c['lang'] in langs]
     return [check_request(c, f"edit case {c['case_id']}") for c in cases[:n]]
 
-# %% ../nbs/08_editing.ipynb #1108b2f0
+# %% ../nbs/08_editing.ipynb #1a508e4d
 LAYER_PATHS = ('model.layers', 'transformer.h', 'gpt_neox.layers', 'model.decoder.layers')
 MLP_OUT_NAMES = ('down_proj', 'c_proj', 'fc2', 'dense_4h_to_h', 'fc_out', 'w2')
 
@@ -80,7 +80,7 @@ def weight_out_in(module)->'torch.Tensor':
     "The module's weight as (output, input): a view of a Linear weight, the transpose of a GPT-2 Conv1D's."
     return module.weight.T if type(module).__name__ == 'Conv1D' else module.weight
 
-# %% ../nbs/08_editing.ipynb #26d7bfc0
+# %% ../nbs/08_editing.ipynb #e1facaa8
 def _cjk(ch:str)->bool: return bool(ch) and ('\u3400' <= ch <= '\u9fff' or '\uf900' <= ch <= '\ufaff')
 
 def answer_separator(prompt:str, answer:str)->str:
@@ -107,7 +107,7 @@ def subject_last_index(tok, text:str,  # the text the model reads
     if not hits: raise EditError(f"no token of {text!r} covers the subject {subject!r}")
     return hits[-1]
 
-# %% ../nbs/08_editing.ipynb #69fa2b45
+# %% ../nbs/08_editing.ipynb #959f6cd3
 def _forward_logits(model, ids_list:list):
     "Logits of right-padded rows (padding masked)."
     import torch
@@ -151,7 +151,7 @@ def ngram_entropy(ids:list)->float:
         hs.append(-sum(c / tot * math.log2(c / tot) for c in grams.values()) if tot else 0.0)
     return (hs[0] + 2 * hs[1]) / 3
 
-# %% ../nbs/08_editing.ipynb #f284fd6a
+# %% ../nbs/08_editing.ipynb #b0362b98
 class EditHandle:
     "Copies of the parameters an edit changes; `restore()` puts them back exactly."
     def __init__(self, model, names:list  # parameter names, as in `model.named_parameters()`
@@ -175,21 +175,21 @@ class EditHandle:
         params = dict(self.model.named_parameters())
         return [n for n, t in self.saved.items() if not torch.equal(params[n].detach(), t)]
 
-# %% ../nbs/08_editing.ipynb #b467b785
+# %% ../nbs/08_editing.ipynb #df738c1b
 def module_io(model, module,  # a submodule of `model` (e.g. `mlp_output_module(model, l)[1]`)
               rows:list  # (token ids, position) pairs
              )->tuple:
     "(inputs, outputs) of `module` at each row's position, as two (rows, dim) tensors."
     import torch
     got = {}
-    def hook(m, inp, out): got['i'], got['o'] = inp[0].detach(), out.detach()
+    def hook(m, inp, out): got['i'], got['o'] = (inp[0].detach() if inp else None), (out[0] if isinstance(out, tuple) else out).detach()
     h = module.register_forward_hook(hook)
     try:
         with torch.no_grad(): _forward_logits(model, [ids for ids, _ in rows])
     finally: h.remove()
     idx = torch.arange(len(rows))
     pos = torch.tensor([p for _, p in rows])
-    return got['i'][idx, pos], got['o'][idx, pos]
+    return (got['i'][idx, pos] if got['i'] is not None else None), got['o'][idx, pos]
 
 CONTEXT_STARTS = ('The', 'Therefore', 'Because', 'I', 'You')
 
@@ -226,18 +226,19 @@ def subject_key(model, tok, request:dict, layer:int,
     keys, _ = module_io(model, module, rows)
     return keys.mean(0)
 
-# %% ../nbs/08_editing.ipynb #e887d614
+# %% ../nbs/08_editing.ipynb #fb3b40c4
 def rome_value(model, tok, request:dict, layer:int, templates:list,
                steps:int=20,  # Adam steps on δ (EasyEdit gpt2-xl: 20, llama-7b: 25)
                lr:float=0.5,  # Adam learning rate
                clamp:float=4.0,  # ‖δ‖ ≤ clamp · ‖original output‖
                kl_factor:float=0.0625,  # weight of the KL term on '{subject} is a'
                weight_decay:float=0.5,  # weight of ‖δ‖ / ‖original output‖²
-               stop_loss:float=5e-2  # stop once the loss is below this
+               stop_loss:float=5e-2,  # stop once the loss is below this
+               module=None  # optimise this module's output instead of the layer's MLP projection (MEMIT: the whole decoder layer)
               )->tuple:
     "(v*, the original output at the bare prompt, final NLL): the projection output that makes the model say `target_new`."
     import torch
-    _, module = mlp_output_module(model, layer)
+    if module is None: _, module = mlp_output_module(model, layer)
     subj, prompt = request['subject'], request['prompt']
     _, t = target_ids(tok, prompt, request['target_new'])
     rows, look, starts = [], [], []
@@ -252,13 +253,14 @@ def rome_value(model, tok, request:dict, layer:int, templates:list,
     look.append(subject_last_index(tok, kl_text, subj, 0))
     dev = next(model.parameters()).device
     look_t = torch.tensor(look, device=dev)
-    delta = torch.zeros(weight_out_in(module).shape[0], device=dev, requires_grad=True)
+    delta = torch.zeros(model.get_input_embeddings().weight.shape[1], device=dev, requires_grad=True)  # the model's width
     state = {}
     def add_delta(m, inp, out):
-        if 'init' not in state: state['init'] = out[0, look[0]].detach().clone()  # the output at the bare prompt's subject
-        out = out.clone()
-        out[torch.arange(len(rows), device=dev), look_t] += delta.to(out.dtype)
-        return out
+        h = out[0] if isinstance(out, tuple) else out  # (a GPT-2 block returns a tuple)
+        if 'init' not in state: state['init'] = h[0, look[0]].detach().clone()  # the output at the bare prompt's subject
+        h = h.clone()
+        h[torch.arange(len(rows), device=dev), look_t] += delta.to(h.dtype)
+        return (h,) + tuple(out[1:]) if isinstance(out, tuple) else h
     with torch.no_grad():
         kl_init = torch.log_softmax(_forward_logits(model, rows[-1:])[0, look[-1]].float(), -1)
     opt = torch.optim.Adam([delta], lr=lr)
@@ -287,7 +289,7 @@ def rome_value(model, tok, request:dict, layer:int, templates:list,
         model.train(was_training)
     return (state['init'].float() + delta.detach()), state['init'].float(), nll.item()
 
-# %% ../nbs/08_editing.ipynb #e72e0fc0
+# %% ../nbs/08_editing.ipynb #bb391373
 def rome_update(model, layer:int,
                 key,  # k*: the averaged key (input dimension), sets the direction of the update
                 value,  # v*: the output the projection must give at `prompt_key`
@@ -324,7 +326,7 @@ def apply_update(model, layer:int, delta  # ΔW as (output × input)
         module.weight.add_(d.T if type(module).__name__ == 'Conv1D' else d)
     return name + '.weight'
 
-# %% ../nbs/08_editing.ipynb #fc5a51ec
+# %% ../nbs/08_editing.ipynb #b28aaeb1
 def key_covariance(model, tok, layer:int,
                    texts:list,  # the corpus
                    max_len:int=256,  # tokens per text
@@ -365,7 +367,34 @@ def cached_key_covariance(model, tok, layer:int, texts:list, max_len:int=256)->'
         (d/'info.json').write_text(json.dumps({'tokens': n, 'texts': len(texts), 'layer': layer}))
     return load_file(str(cached_build('edit_covariance', key, build)/'cov.safetensors'))['cov']
 
-# %% ../nbs/08_editing.ipynb #991c9ae2
+# %% ../nbs/08_editing.ipynb #881285c4
+def memit_edit(model, tok, requests:list, layers:list,  # decoder layers to spread the edit over (ascending)
+               templates:list, covs:dict,  # {layer: covariance of its keys}
+               mom2_weight:float=15000.0,  # λ: how strongly the other keys are kept (EasyEdit llama-7b: 15000)
+               **value_kw  # `rome_value`'s optimisation settings (steps, lr, clamp, kl_factor, weight_decay)
+              )->list:
+    "Edit all `requests` in one MEMIT solve spread over `layers`; returns the names of the changed parameters."
+    import torch
+    if not layers or sorted(layers) != list(layers): raise EditError(f"MEMIT layers must be a non-empty ascending list, got {layers!r}")
+    _, blocks = decoder_layers(model)
+    for l in layers:
+        mlp_output_module(model, l)  # (index and layout checked before any change)
+        if l not in covs: raise EditError(f"MEMIT needs the key covariance of layer {l}")
+    z_layer = layers[-1]
+    bare = [(tok(r['prompt'])['input_ids'], subject_last_index(tok, r['prompt'], r['subject'])) for r in requests]
+    Z = torch.stack([rome_value(model, tok, r, z_layer, templates, module=blocks[z_layer], **value_kw)[0] for r in requests])
+    names = []
+    for i, l in enumerate(layers):
+        K = torch.stack([subject_key(model, tok, r, l, templates) for r in requests]).T.double()  # input × requests
+        _, cur = module_io(model, blocks[z_layer], bare)
+        R = ((Z - cur.float()).T / (len(layers) - i)).double()  # output × requests
+        A = mom2_weight * covs[l].double().to(K.device) + K @ K.T
+        try: adj = torch.linalg.solve(A, K)
+        except RuntimeError as e: raise EditError(f"MEMIT's solve at layer {l} is singular ({e}): raise mom2_weight or compute the covariance from more text") from None
+        names.append(apply_update(model, l, (R @ adj.T).float()))
+    return names
+
+# %% ../nbs/08_editing.ipynb #5973f90a
 def ft_edit(model, tok, request:dict, layer:int,
             steps:int=25,  # gradient steps (EasyEdit llama-7b: 25)
             lr:float=5e-4,  # Adam learning rate
@@ -401,7 +430,61 @@ def ft_edit(model, tok, request:dict, layer:int,
         model.train(was_training)
     return loss.item()
 
-# %% ../nbs/08_editing.ipynb #fd359f9e
+# %% ../nbs/08_editing.ipynb #07e12394
+def kn_attributions(model, tok, prompt:str, answer:str,
+                    layers:list|None=None,  # decoder layers to score (None: all)
+                    steps:int=20  # integration steps (EasyEdit: 20; its llama-7b file: 1)
+                   ):
+    "Integrated-gradients attribution of every MLP neuron at the prompt's last token to the answer's first token: (layers, neurons)."
+    import torch
+    a, t = target_ids(tok, prompt, answer)
+    dev = next(model.parameters()).device
+    ids = torch.tensor([a], device=dev)
+    layers = list(range(len(decoder_layers(model)[1]))) if layers is None else layers
+    out = []
+    for l in layers:
+        _, mod = mlp_output_module(model, l)
+        act = module_io(model, mod, [(a, len(a) - 1)])[0][0]
+        total = torch.zeros_like(act, dtype=torch.float32)
+        for k in range(1, steps + 1):
+            scaled = (act * (k / steps)).detach().requires_grad_(True)
+            def swap(m, args):
+                x = args[0].clone()
+                x[0, -1] = scaled.to(x.dtype)
+                return (x,) + tuple(args[1:])
+            h = mod.register_forward_pre_hook(swap)
+            try: prob = torch.softmax(model(input_ids=ids).logits[0, -1].float(), -1)[t[0]]
+            finally: h.remove()
+            total += torch.autograd.grad(prob, scaled)[0].float()
+        out.append(act.float() * total / steps)
+    return torch.stack(out)
+
+def kn_edit(model, tok, request:dict,
+            layers:list|None=None,  # layers to search (None: all)
+            steps:int=20,  # integration steps
+            threshold:float=0.2,  # keep neurons scoring above this share of the best
+            factor:float=2.0  # how much of each embedding to move
+           )->list:
+    "Find the knowledge neurons of the request's fact and rewrite their value vectors towards `target_new`; returns [(layer, neuron)]."
+    import torch
+    prompt = request['prompt']
+    a, _ = target_ids(tok, prompt, request['target_new'])
+    dev = next(model.parameters()).device
+    with torch.no_grad(): old = int(model(input_ids=torch.tensor([a], device=dev)).logits[0, -1].argmax())
+    truth = request.get('ground_truth') or tok.decode([old])
+    layers = list(range(len(decoder_layers(model)[1]))) if layers is None else layers
+    scores = kn_attributions(model, tok, prompt, truth, layers, steps)
+    if float(scores.max()) <= 0: raise EditError(f"no neuron of layers {layers} supports {truth!r} after {prompt!r}: nothing to edit")
+    picked = [(layers[int(r)], int(c)) for r, c in torch.nonzero(scores > threshold * scores.max())]
+    E = model.get_input_embeddings().weight.detach()
+    new = target_ids(tok, prompt, request['target_new'])[1][0]
+    with torch.no_grad():
+        for l, i in picked:
+            W = weight_out_in(mlp_output_module(model, l)[1])
+            W[:, i] += factor * (E[new] - E[old]).to(W.dtype)
+    return picked
+
+# %% ../nbs/08_editing.ipynb #7a9bdd5c
 def ike_demonstrations(pool:list  # requests to draw demonstrations from (not the one being edited)
                       )->list:
     "Every demonstration of `pool`: (new-fact text, demonstration text), three per request (copy, update, retain)."
@@ -435,16 +518,22 @@ def ike_prefix(request:dict, pool:list,
     fact = request['prompt'] + answer_separator(request['prompt'], request['target_new']) + request['target_new']
     return ''.join(demos[i][1] for i in best) + f"New Fact: {fact}\nPrompt: "
 
-# %% ../nbs/08_editing.ipynb #5206d391
-EDIT_METHODS = ('rome', 'ft', 'ike')
-EDIT_MODES = ('independent', 'sequential')
+# %% ../nbs/08_editing.ipynb #4825f7ed
+EDIT_METHODS = ('rome', 'memit', 'ft', 'kn', 'ike')
+EDIT_MODES = ('independent', 'sequential', 'batch')
 EDIT_PRESETS = {  # EasyEdit's hparams/<METHOD>/<model>.yaml where they exist; 'tiny' measured on the toy world's tiny model
     'rome': {'tiny': dict(layer=0, steps=60, lr=1.0, clamp=50.0, kl_factor=0.0625, weight_decay=0.0, n_templates=10, template_length=5, covariance=True),
              'gpt2-xl': dict(layer=17, steps=20, lr=0.5, clamp=4.0, kl_factor=0.0625, weight_decay=0.5, n_templates=20, template_length=10, covariance=False),
              'llama-7b': dict(layer=5, steps=25, lr=0.5, clamp=4.0, kl_factor=0.0625, weight_decay=1e-3, n_templates=20, template_length=10, covariance=False)},
+    'memit': {'tiny': dict(layers=[0], mom2_weight=1.0, steps=60, lr=1.0, clamp=50.0, kl_factor=0.0625, weight_decay=0.0, n_templates=10, template_length=5),
+              'gpt2-xl': dict(layers=[13, 14, 15, 16, 17], mom2_weight=20000.0, steps=20, lr=0.5, clamp=0.75, kl_factor=0.0625, weight_decay=0.5, n_templates=5, template_length=10),
+              'llama-7b': dict(layers=[4, 5, 6, 7, 8], mom2_weight=15000.0, steps=25, lr=0.5, clamp=4.0, kl_factor=0.0625, weight_decay=1e-3, n_templates=5, template_length=10)},
     'ft': {'tiny': dict(layer=0, steps=25, lr=5e-3, norm_constraint=None),
            'gpt2-xl': dict(layer=0, steps=25, lr=5e-4, norm_constraint=5e-4),
            'llama-7b': dict(layer=21, steps=25, lr=5e-4, norm_constraint=None)},
+    'kn': {'tiny': dict(layers=None, steps=20, threshold=0.2, factor=2.0),
+           'gpt2-xl': dict(layers=None, steps=20, threshold=0.2, factor=2.0),
+           'llama-7b': dict(layers=None, steps=20, threshold=0.2, factor=2.0)},
     'ike': {'tiny': dict(k=4), 'gpt2-xl': dict(k=16), 'llama-7b': dict(k=16)},
 }
 PROTOCOL = 'teacher-forced token accuracy (EasyEdit default); locality = agreement with the pre-edit predictions'
@@ -505,11 +594,15 @@ def _apply(model, tok, r:dict, method:str, hp:dict, cov:dict, templates:list)->N
         _, module = mlp_output_module(model, l)
         pk, _ = module_io(model, module, [(tok(r['prompt'])['input_ids'], subject_last_index(tok, r['prompt'], r['subject']))])
         apply_update(model, l, rome_update(model, l, key, value, cov=cov.get(l), prompt_key=pk[0]))
+    elif method == 'memit':
+        memit_edit(model, tok, r if isinstance(r, list) else [r], hp['layers'], templates, cov, hp['mom2_weight'], steps=hp['steps'], lr=hp['lr'],
+                   clamp=hp['clamp'], kl_factor=hp['kl_factor'], weight_decay=hp['weight_decay'])
+    elif method == 'kn': kn_edit(model, tok, r, hp['layers'], hp['steps'], hp['threshold'], hp['factor'])
     elif method == 'ft': ft_edit(model, tok, r, hp['layer'], steps=hp['steps'], lr=hp['lr'], norm_constraint=hp['norm_constraint'])
 
 def edit(model, tok, requests:list,  # EasyEdit-style records (see `check_request`)
-         method:str='rome',  # 'rome', 'ft' or 'ike'
-         mode:str='independent',  # 'independent' (each from the original weights, undone after) or 'sequential' (accumulate, kept)
+         method:str='rome',  # 'rome', 'memit', 'ft', 'kn' or 'ike'
+         mode:str='independent',  # 'independent' (each from the original weights, undone after), 'sequential' (accumulate, kept) or 'batch' (MEMIT: one solve for all, kept)
          preset:str='tiny',  # hyper-parameter preset: 'tiny', 'gpt2-xl', 'llama-7b'
          covariance_texts:list|None=None,  # ROME with covariance: the corpus for C (default: the toy world's documents)
          ike_pool:list|None=None,  # IKE: requests to draw demonstrations from (default: the world's training edits)
@@ -522,22 +615,25 @@ def edit(model, tok, requests:list,  # EasyEdit-style records (see `check_reques
     from tqdm.auto import tqdm
     if mode not in EDIT_MODES: raise EditError(f"unknown mode {mode!r}: expected one of {', '.join(EDIT_MODES)}")
     hp = edit_hparams(method, preset, **hparams)
+    if mode == 'batch' and method != 'memit': raise EditError(f"mode 'batch' (one solve for every request) is MEMIT's; {method} edits one request at a time")
     reqs = [check_request(r, f"request {i}") for i, r in enumerate(requests)]
     if not reqs: raise EditError("no request to edit")
     handle, cov, templates = None, {}, ['{}']
-    if method in ('rome', 'ft'):
-        name, _ = mlp_output_module(model, hp['layer'])  # (a bad layer is refused here, before any change)
-        handle = EditHandle(model, [name + '.weight'])
-    if method == 'rome':
+    if method in ('rome', 'ft', 'memit', 'kn'):
+        ls = hp['layers'] if method in ('memit', 'kn') else [hp['layer']]
+        names = [mlp_output_module(model, l)[0] for l in (range(len(decoder_layers(model)[1])) if ls is None else ls)]  # (a bad layer is refused here, before any change)
+        handle = EditHandle(model, [n + '.weight' for n in names])
+    if method in ('rome', 'memit'):
         templates = context_templates(model, tok, hp['n_templates'], hp['template_length'])
-        if hp['covariance']:
+        if hp.get('covariance', True):
             texts = covariance_texts or [d['text'] for d in pretrain_documents(make_world(), repeats=1)]
-            cov[hp['layer']] = cached_key_covariance(model, tok, hp['layer'], texts)
+            for l in (hp['layers'] if method == 'memit' else [hp['layer']]): cov[l] = cached_key_covariance(model, tok, l, texts)
     pool = ike_pool if ike_pool is not None else world_edit_requests()
     pre = [predicted_tokens(model, tok, r['locality_prompt'], r['locality_ground_truth']) if r.get('locality_prompt') else None for r in reqs]
     rows, t0 = [], time.perf_counter()
     try:
-        for i, r in enumerate(tqdm(reqs, desc=f'{method} ({mode})', disable=not progress)):
+        if mode == 'batch': _apply(model, tok, reqs, method, hp, cov, templates)
+        for i, r in enumerate(tqdm(reqs if mode != 'batch' else [], desc=f'{method} ({mode})', disable=not progress)):
             prefix = ike_prefix(r, pool, hp['k']) if method == 'ike' else ''
             _apply(model, tok, r, method, hp, cov, templates)
             if mode == 'independent':
@@ -547,12 +643,12 @@ def edit(model, tok, requests:list,  # EasyEdit-style records (see `check_reques
         if handle: handle.restore()  # a failed edit leaves the model as it was
         raise
     secs = (time.perf_counter() - t0) / len(reqs)
-    if mode == 'sequential':
+    if mode in ('sequential', 'batch'):
         for i, r in enumerate(reqs): rows.append(_measure(model, tok, r, pre[i], ike_prefix(r, pool, hp['k']) if method == 'ike' else '', generate))
     for r, row in zip(reqs, rows): row.update({'method': method, 'mode': mode, 'case_id': r.get('case_id'), 'lang': r.get('lang'), 'protocol': PROTOCOL})
     return EditResult(model, rows, handle, method, mode, hp, secs)
 
-# %% ../nbs/08_editing.ipynb #266b8017
+# %% ../nbs/08_editing.ipynb #27200b9a
 def plot_edit_metrics(summaries:list,  # `EditResult.summary()` dicts (and a 'before' row if wanted)
                       title:str='knowledge editing'):
     "Grouped bars: rewrite, rephrase, locality and portability per method."
@@ -570,7 +666,7 @@ def plot_edit_metrics(summaries:list,  # `EditResult.summary()` dicts (and a 'be
     fig.tight_layout()
     return fig
 
-# %% ../nbs/08_editing.ipynb #4419b8e4
+# %% ../nbs/08_editing.ipynb #d5e4300f
 def edit_demo(model, tok, requests:list,  # the requests a learner can choose from
               pool:list|None=None  # IKE's demonstrations (default: the world's training edits)
              ):
@@ -609,7 +705,7 @@ def edit_demo(model, tok, requests:list,  # the requests a learner can choose fr
     box.run = go
     return box
 
-# %% ../nbs/08_editing.ipynb #c36d72a6
+# %% ../nbs/08_editing.ipynb #bccae058
 def zsre_to_request(rec:dict)->dict:
     "An EasyEdit ZsRE record in the flat request shape (other records unchanged)."
     if 'src' not in rec: return rec
@@ -635,7 +731,7 @@ def read_edit_requests(path:str|Path  # a .json list or a .jsonl file of EasyEdi
     if not recs: raise EditError(f"{path}: no edit records")
     return [check_request(zsre_to_request(r) if isinstance(r, dict) else r, where) for where, r in recs]
 
-# %% ../nbs/08_editing.ipynb #9f2d29a2
+# %% ../nbs/08_editing.ipynb #71844100
 @dataclass
 class EditConfig:
     "What `knowlm-nb edit` runs."

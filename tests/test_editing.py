@@ -92,3 +92,17 @@ def test_cli(tmp_path):
     assert r.returncode == 2 and 'bad.jsonl line 2' in r.stderr and "subject 'C' does not occur" in r.stderr and 'Traceback' not in r.stderr
     r = run('--layer', '7', '--out', str(out))
     assert r.returncode == 2 and 'out of range' in r.stderr and 'Traceback' not in r.stderr
+
+def test_memit_batch_kn_and_modes(tiny):
+    m, tok = tiny
+    w0 = _weights(m)
+    reqs = world_edit_requests(n=4)
+    b = edit(m, tok, reqs, method='memit', mode='batch', generate=False, progress=False, steps=10)
+    assert b.mode == 'batch' and len(b.rows) == 4 and b.handle.changed()
+    b.handle.restore()
+    k = edit(m, tok, reqs[:2], method='kn', generate=False, progress=False, steps=5)
+    assert all(row['method'] == 'kn' and row['mode'] == 'independent' for row in k.rows)
+    assert all(torch.equal(p, w0[n]) for n, p in m.named_parameters())
+    with pytest.raises(EditError, match="is MEMIT's"): edit(m, tok, reqs, method='ft', mode='batch', progress=False)
+    with pytest.raises(EditError, match='ascending'): edit(m, tok, reqs, method='memit', layers=[1, 0], progress=False)
+    assert all(torch.equal(p, w0[n]) for n, p in m.named_parameters())
