@@ -13,12 +13,12 @@ __all__ = ['CJK_FONTS', 'NO_CJK_FONT', 'STAGES', 'cli_pipeline', 'seed_everythin
            'Terminated', 'run_command', 'config_command', 'Stage', 'register_stage', 'check_stages', 'PipelineConfig',
            'pipeline', 'main']
 
-# %% ../nbs/00_core.ipynb #c497be84
+# %% ../nbs/00_core.ipynb #8ebdacff
 import os, re, sys, json, random, time, types, typing, inspect, tempfile, shutil, hashlib, itertools, linecache
 import contextlib, argparse, importlib, traceback, dataclasses
 from pathlib import Path
 
-# %% ../nbs/00_core.ipynb #fb30001e
+# %% ../nbs/00_core.ipynb #2a6dd656
 def seed_everything(seed:int=0  # the seed for python, numpy and (when loaded) torch
                    )->int:
     "Seed `random`, `numpy` and, if it is already imported, `torch` (all devices)."
@@ -37,7 +37,7 @@ def seed_everything(seed:int=0  # the seed for python, numpy and (when loaded) t
         if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
     return seed
 
-# %% ../nbs/00_core.ipynb #393b80b5
+# %% ../nbs/00_core.ipynb #8127b73e
 def pick_device(prefer:str|None=None  # 'cuda', 'mps' or 'cpu'; default: $KNOWLM_NB_DEVICE, else the best available
                )->str:
     "Return the device to train on: cuda > mps > cpu, unless `prefer` or $KNOWLM_NB_DEVICE says otherwise."
@@ -55,7 +55,7 @@ def pick_device(prefer:str|None=None  # 'cuda', 'mps' or 'cpu'; default: $KNOWLM
     if hasattr(torch.backends, 'mps') and torch.backends.mps.is_available(): return 'mps'
     return 'cpu'
 
-# %% ../nbs/00_core.ipynb #b0b36c8f
+# %% ../nbs/00_core.ipynb #89fc1185
 def knowlm_home()->Path:
     "The cache directory: $KNOWLM_NB_HOME, else `knowlm_nb` under the user cache dir."
     p = os.environ.get('KNOWLM_NB_HOME')
@@ -63,7 +63,7 @@ def knowlm_home()->Path:
     base = os.environ.get('XDG_CACHE_HOME') or (Path.home()/'.cache')
     return Path(base)/'knowlm_nb'
 
-# %% ../nbs/00_core.ipynb #d06820d5
+# %% ../nbs/00_core.ipynb #d4e397e3
 @contextlib.contextmanager
 def file_lock(path:str|Path,  # the lock file (created if missing)
               timeout:float=3600,  # seconds to wait before giving up
@@ -98,14 +98,14 @@ def file_lock(path:str|Path,  # the lock file (created if missing)
     finally:
         fh.close()
 
-# %% ../nbs/00_core.ipynb #c8ec07d7
+# %% ../nbs/00_core.ipynb #20b45466
 def stable_hash(obj, n:int=12  # number of hex digits to keep
                )->str:
     "A short hash of a JSON-serialisable `obj`, stable across runs and machines (keys sorted)."
     s = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
     return hashlib.sha256(s.encode('utf-8')).hexdigest()[:n]
 
-# %% ../nbs/00_core.ipynb #59e7ccce
+# %% ../nbs/00_core.ipynb #34e0e288
 def umask_mode(directory:bool=False  # a directory (0o777 before the umask) or a file (0o666)
               )->int:
     "The mode a plain `open` or `mkdir` gives under the current umask."
@@ -113,7 +113,7 @@ def umask_mode(directory:bool=False  # a directory (0o777 before the umask) or a
     os.umask(mask)
     return (0o777 if directory else 0o666) & ~mask
 
-# %% ../nbs/00_core.ipynb #ba352682
+# %% ../nbs/00_core.ipynb #cd312827
 @contextlib.contextmanager
 def atomic_dir(path:str|Path  # the directory to (re)create
               ):
@@ -133,7 +133,7 @@ def atomic_dir(path:str|Path  # the directory to (re)create
     finally:
         if tmp.exists(): shutil.rmtree(tmp, ignore_errors=True)
 
-# %% ../nbs/00_core.ipynb #f376b2d9
+# %% ../nbs/00_core.ipynb #330cb285
 def cached_build(kind:str,  # family of artefact, e.g. 'tokenizer' or 'tiny_lm'
                  key:dict,  # everything the artefact depends on; hashed into its directory name
                  build,  # `build(tmp_dir: Path)` writes the artefact into `tmp_dir`
@@ -153,7 +153,7 @@ def cached_build(kind:str,  # family of artefact, e.g. 'tokenizer' or 'tiny_lm'
             (tmp/'.complete').write_text(time.strftime('%Y-%m-%dT%H:%M:%S'))
     return final
 
-# %% ../nbs/00_core.ipynb #7fcff0b6
+# %% ../nbs/00_core.ipynb #120ca342
 def in_test()->bool:
     "True while `nbdev-test` (or pytest with IN_TEST set) runs this code."
     return os.environ.get('IN_TEST', '').strip().lower() not in ('', '0', 'false', 'no')
@@ -162,7 +162,7 @@ def in_colab()->bool:
     "True inside Google Colab."
     return 'google.colab' in sys.modules or 'COLAB_RELEASE_TAG' in os.environ
 
-# %% ../nbs/00_core.ipynb #9464aee2
+# %% ../nbs/00_core.ipynb #bf10849e
 class InputError(ValueError):
     "Bad input (an argument, a config field, a file or a record): commands print its message and exit 2."
     exit_code = 2
@@ -173,7 +173,7 @@ class ConfigError(InputError):
 class DataFormatError(InputError):
     "A record or file is not in the expected format; the message names the file, line and field."
 
-# %% ../nbs/00_core.ipynb #86adc69d
+# %% ../nbs/00_core.ipynb #699ef8a8
 def exit_code(err:BaseException  # the exception a command raised
              )->int:
     "2 for bad input (`InputError`, a missing file, an exception with `exit_code = 2`), else 1."
@@ -181,7 +181,7 @@ def exit_code(err:BaseException  # the exception a command raised
     if isinstance(code, int): return code
     return 2 if isinstance(err, (FileNotFoundError, NotADirectoryError, IsADirectoryError)) else 1
 
-# %% ../nbs/00_core.ipynb #7564502e
+# %% ../nbs/00_core.ipynb #ba1e2823
 @contextlib.contextmanager
 def atomic_write(path:str|Path,  # the file to (re)write
                  mode:str='w',  # 'w' for text (utf-8) or 'wb' for bytes
@@ -201,7 +201,7 @@ def atomic_write(path:str|Path,  # the file to (re)write
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
-# %% ../nbs/00_core.ipynb #bc55624e
+# %% ../nbs/00_core.ipynb #7189401a
 def write_json(path:str|Path,  # destination
                obj,  # any JSON-serialisable object
                indent:int|None=1  # pretty-printing indent (None: one line)
@@ -220,7 +220,7 @@ def read_json(path:str|Path  # a JSON file
     try: return json.loads(text)
     except json.JSONDecodeError as e: raise DataFormatError(f"{path}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
 
-# %% ../nbs/00_core.ipynb #20cd81f3
+# %% ../nbs/00_core.ipynb #16dbc2a9
 def write_jsonl(path:str|Path,  # destination
                 records,  # an iterable of JSON-serialisable dicts
                )->int:
@@ -266,7 +266,7 @@ def read_jsonl(path:str|Path,  # a JSONL file
     "Read a whole JSONL file into a list (see `iter_jsonl` for the checks)."
     return list(iter_jsonl(path, required))
 
-# %% ../nbs/00_core.ipynb #06079d6e
+# %% ../nbs/00_core.ipynb #b597b0e9
 def iter_text_blocks(path:str|Path,  # a UTF-8 text file
                      on_error=None  # `on_error(message)` for a block that is not UTF-8, which is then skipped (default: raise)
                     ):
@@ -290,7 +290,7 @@ def iter_text_blocks(path:str|Path,  # a UTF-8 text file
                 if text is not None: yield text, len(raw)
             pos += len(line)
 
-# %% ../nbs/00_core.ipynb #8f80605c
+# %% ../nbs/00_core.ipynb #b3107d9f
 class Report:
     "Collects Markdown sections, tables and matplotlib figures, and writes `report.md` with `figures/*.png`."
     def __init__(self, out:str|Path,  # output directory
@@ -340,7 +340,7 @@ class Report:
         write_json(self.out/'metrics.json', self.metrics)
         return self.out/'report.md'
 
-# %% ../nbs/00_core.ipynb #62aafc04
+# %% ../nbs/00_core.ipynb #4da09528
 def bench_figures(name:str,  # the bench's result name, e.g. 'pretraining'
                   start:str|Path|None=None  # where to start looking upwards for bench/results (default: the working directory)
                  )->dict|None:
@@ -351,7 +351,7 @@ def bench_figures(name:str,  # the bench's result name, e.g. 'pretraining'
         if f.exists(): return read_json(f)
     return None
 
-# %% ../nbs/00_core.ipynb #b1410f9d
+# %% ../nbs/00_core.ipynb #1513a377
 CJK_FONTS = ['WenQuanYi Micro Hei', 'WenQuanYi Zen Hei', 'Noto Sans CJK SC', 'Noto Sans CJK JP', 'Source Han Sans SC',
              'SimHei', 'Microsoft YaHei', 'PingFang SC', 'Heiti SC', 'AR PL UMing CN']
 
@@ -382,7 +382,7 @@ def use_cjk_font(warn:bool=True  # say so (once per process) when no CJK font is
         _cjk_warned.append(True)
     return None
 
-# %% ../nbs/00_core.ipynb #ce07c9ce
+# %% ../nbs/00_core.ipynb #466d1ad7
 def _class_source(cls)->str:
     "The source of class `cls`: from its file, or from the notebook cell that defined it."
     try: return inspect.getsource(cls)
@@ -403,7 +403,7 @@ def config_field_help(cls  # a dataclass (its dataclass bases are read too)
             if m.group(1) in names: helps[m.group(1)] = m.group(2).strip()
     return helps
 
-# %% ../nbs/00_core.ipynb #b040a75b
+# %% ../nbs/00_core.ipynb #89715f9d
 def merge_config(config,  # a config dataclass instance, or the class itself (its defaults)
                  overrides:dict|None=None,  # field name -> value
                  where:str='',  # where the overrides come from, for messages (a file name, 'command line')
@@ -421,7 +421,7 @@ def merge_config(config,  # a config dataclass instance, or the class itself (it
     except ConfigError: raise
     except (TypeError, ValueError) as e: raise ConfigError(f"{at}{cls.__name__}: {e}") from None
 
-# %% ../nbs/00_core.ipynb #0e533033
+# %% ../nbs/00_core.ipynb #cabf6ff6
 def read_config_file(path:str|Path  # a .json, .yaml or .yml file holding one mapping of field values
                     )->dict:
     "The field values in a JSON or YAML config file; anything else is a `DataFormatError` naming the file."
@@ -436,7 +436,7 @@ def read_config_file(path:str|Path  # a .json, .yaml or .yml file holding one ma
     if not isinstance(obj, dict): raise DataFormatError(f"{path}: expected a mapping of field names to values, got {type(obj).__name__}")
     return obj
 
-# %% ../nbs/00_core.ipynb #909419eb
+# %% ../nbs/00_core.ipynb #c8adf788
 def _scalar(s:str):
     "A number if `s` reads as one, else the string."
     for conv in (int, float):
@@ -520,7 +520,7 @@ def parse_config(cls,  # the config dataclass
     except InputError as e: parser.error(str(e))
     return cfg, ns
 
-# %% ../nbs/00_core.ipynb #74e4b65b
+# %% ../nbs/00_core.ipynb #7186444e
 def system_exit_code(e:SystemExit  # what argparse (or `sys.exit`) raised
                     )->int:
     "The exit code a `SystemExit` carries: argparse exits 0 after `--help` and 2 on a usage error."
@@ -580,7 +580,7 @@ def config_command(cls,  # the stage's config dataclass
     cli.__name__ = cli.__qualname__ = 'cli_' + re.sub(r'\W', '_', prog.split()[-1])
     return cli
 
-# %% ../nbs/00_core.ipynb #82b520fe
+# %% ../nbs/00_core.ipynb #7b8cc43f
 @dataclasses.dataclass(frozen=True)
 class Stage:
     "One stage of knowlm_nb: its command and its pipeline step."
@@ -618,9 +618,9 @@ register_stage('rhyme', 'knowlm_nb.rhyme', 'score classical poems for 平仄, �
 register_stage('ie', 'knowlm_nb.ie', 'information extraction in the OneKE / IEPile format: build records, predict, score; the tiny IE model', 'cli_ie', 'pipeline_ie')
 register_stage('kb', 'knowlm_nb.rewards', 'build a knowledge base (SQLite, full-text index) for the factuality reward', 'cli_kb')
 register_stage('grpo', 'knowlm_nb.grpo', "GRPO with KnowRL's format, correctness and factuality rewards (or the metre rewards)", 'cli_grpo', 'pipeline_grpo')
-register_stage('edit', 'knowlm_nb.editing', 'knowledge editing: ROME, FT-L and IKE with EasyEdit metrics and an exact undo', 'cli_edit', 'pipeline_edit')
+register_stage('edit', 'knowlm_nb.editing', 'knowledge editing: ROME, MEMIT, FT-L, KN and IKE with EasyEdit metrics and an exact undo', 'cli_edit', 'pipeline_edit')
 
-# %% ../nbs/00_core.ipynb #d8f29527
+# %% ../nbs/00_core.ipynb #d911da8a
 def check_stages(names:list|None  # stage names asked for (None: all with a pipeline step)
                 )->list:
     "The registered pipeline stages among `names`, in pipeline order; an unknown name is an `InputError` listing the valid ones."
@@ -631,7 +631,7 @@ def check_stages(names:list|None  # stage names asked for (None: all with a pipe
     if not names: raise InputError(f"no stage given; valid stages: {', '.join(valid)}")
     return [n for n in valid if n in names]
 
-# %% ../nbs/00_core.ipynb #9c60a2c2
+# %% ../nbs/00_core.ipynb #8922e358
 @dataclasses.dataclass
 class PipelineConfig:
     "What `knowlm-nb pipeline` runs."
@@ -667,7 +667,7 @@ def _run_pipeline(cfg:PipelineConfig):
 
 cli_pipeline = config_command(PipelineConfig, _run_pipeline, 'knowlm-nb pipeline', 'run every stage end to end and write a report')
 
-# %% ../nbs/00_core.ipynb #51b7d551
+# %% ../nbs/00_core.ipynb #93746e16
 def _strip_launcher_args(argv:list)->list:
     "Drop the `--local_rank N` the deepspeed launcher adds (the rank is in $LOCAL_RANK too)."
     flags = ('--local_rank', '--local-rank')
