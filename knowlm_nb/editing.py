@@ -14,14 +14,14 @@ __all__ = ['OPTIONAL_FIELDS', 'LAYER_PATHS', 'MLP_OUT_NAMES', 'CONTEXT_STARTS', 
            'ike_prefix', 'EditResult', 'edit_hparams', 'edit', 'plot_edit_metrics', 'edit_demo', 'zsre_to_request',
            'read_edit_requests', 'EditConfig', 'run_edit', 'pipeline_edit']
 
-# %% ../nbs/08_editing.ipynb #d8927f03
+# %% ../nbs/08_editing.ipynb #fc964c36
 import re, math, time, json, hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from .core import InputError, ConfigError, cached_build, stable_hash, config_command
 from .world import make_world, edit_cases, pretrain_documents
 
-# %% ../nbs/08_editing.ipynb #73ba7294
+# %% ../nbs/08_editing.ipynb #94d7be20
 class EditError(InputError):
     "A request, layer or setting an edit cannot use (raised before any weight changes)."
 
@@ -51,7 +51,7 @@ def world_edit_requests(world=None,  # the toy world (default: seed 0)
     cases = [c for c in edit_cases(world or make_world()) if c['split'] == split and c['lang'] in langs]
     return [check_request(c, f"edit case {c['case_id']}") for c in cases[:n]]
 
-# %% ../nbs/08_editing.ipynb #49677f86
+# %% ../nbs/08_editing.ipynb #7068e490
 LAYER_PATHS = ('model.layers', 'transformer.h', 'gpt_neox.layers', 'model.decoder.layers')
 MLP_OUT_NAMES = ('down_proj', 'c_proj', 'fc2', 'dense_4h_to_h', 'fc_out', 'w2')
 
@@ -80,7 +80,7 @@ def weight_out_in(module)->'torch.Tensor':
     "The module's weight as (output, input): a view of a Linear weight, the transpose of a GPT-2 Conv1D's."
     return module.weight.T if type(module).__name__ == 'Conv1D' else module.weight
 
-# %% ../nbs/08_editing.ipynb #aa992800
+# %% ../nbs/08_editing.ipynb #620e188a
 def _cjk(ch:str)->bool: return bool(ch) and ('\u3400' <= ch <= '\u9fff' or '\uf900' <= ch <= '\ufaff')
 
 def answer_separator(prompt:str, answer:str)->str:
@@ -107,7 +107,7 @@ def subject_last_index(tok, text:str,  # the text the model reads
     if not hits: raise EditError(f"no token of {text!r} covers the subject {subject!r}")
     return hits[-1]
 
-# %% ../nbs/08_editing.ipynb #30b55a31
+# %% ../nbs/08_editing.ipynb #bee2ad29
 def _forward_logits(model, ids_list:list):
     "Logits of right-padded rows (padding masked)."
     import torch
@@ -151,7 +151,7 @@ def ngram_entropy(ids:list)->float:
         hs.append(-sum(c / tot * math.log2(c / tot) for c in grams.values()) if tot else 0.0)
     return (hs[0] + 2 * hs[1]) / 3
 
-# %% ../nbs/08_editing.ipynb #4ad43e59
+# %% ../nbs/08_editing.ipynb #66a74620
 class EditHandle:
     "Copies of the parameters an edit changes; `restore()` puts them back exactly."
     def __init__(self, model, names:list  # parameter names, as in `model.named_parameters()`
@@ -175,7 +175,7 @@ class EditHandle:
         params = dict(self.model.named_parameters())
         return [n for n, t in self.saved.items() if not torch.equal(params[n].detach(), t)]
 
-# %% ../nbs/08_editing.ipynb #9addf0f2
+# %% ../nbs/08_editing.ipynb #52680730
 def module_io(model, module,  # a submodule of `model` (e.g. `mlp_output_module(model, l)[1]`)
               rows:list  # (token ids, position) pairs
              )->tuple:
@@ -226,7 +226,7 @@ def subject_key(model, tok, request:dict, layer:int,
     keys, _ = module_io(model, module, rows)
     return keys.mean(0)
 
-# %% ../nbs/08_editing.ipynb #d2d0d867
+# %% ../nbs/08_editing.ipynb #26a4ae0f
 def rome_value(model, tok, request:dict, layer:int, templates:list,
                steps:int=20,  # Adam steps on δ (EasyEdit gpt2-xl: 20, llama-7b: 25)
                lr:float=0.5,  # Adam learning rate
@@ -289,7 +289,7 @@ def rome_value(model, tok, request:dict, layer:int, templates:list,
         model.train(was_training)
     return (state['init'].float() + delta.detach()), state['init'].float(), nll.item()
 
-# %% ../nbs/08_editing.ipynb #2f61ccd7
+# %% ../nbs/08_editing.ipynb #c97449a7
 def rome_update(model, layer:int,
                 key,  # k*: the averaged key (input dimension), sets the direction of the update
                 value,  # v*: the output the projection must give at `prompt_key`
@@ -326,7 +326,7 @@ def apply_update(model, layer:int, delta  # ΔW as (output × input)
         module.weight.add_(d.T if type(module).__name__ == 'Conv1D' else d)
     return name + '.weight'
 
-# %% ../nbs/08_editing.ipynb #f0f3a141
+# %% ../nbs/08_editing.ipynb #c7b5c469
 def key_covariance(model, tok, layer:int,
                    texts:list,  # the corpus
                    max_len:int=256,  # tokens per text
@@ -358,8 +358,11 @@ def cached_key_covariance(model, tok, layer:int, texts:list, max_len:int=256)->'
     import torch
     from safetensors.torch import save_file, load_file
     _, module = mlp_output_module(model, layer)
-    weights = hashlib.sha256()
-    for p in model.parameters(): weights.update(p.detach().float().cpu().numpy().tobytes())  # the keys depend on every layer below
+    weights = hashlib.sha256()  # a fingerprint of every weight (the keys depend on the layers below), cheap on a 7B model:
+    for n, p in model.named_parameters():  # name, shape, sum and the first values of each tensor, computed where it lives
+        t = p.detach()
+        weights.update(f"{n}{tuple(t.shape)}{float(t.float().sum()):.6e}".encode())
+        weights.update(t.flatten()[:64].float().cpu().numpy().tobytes())
     key = {'model': type(model).__name__, 'layer': layer, 'weights': weights.hexdigest(), 'texts': stable_hash(texts), 'max_len': max_len}
     def build(d:Path):
         C, n = key_covariance(model, tok, layer, texts, max_len)
@@ -367,7 +370,7 @@ def cached_key_covariance(model, tok, layer:int, texts:list, max_len:int=256)->'
         (d/'info.json').write_text(json.dumps({'tokens': n, 'texts': len(texts), 'layer': layer}))
     return load_file(str(cached_build('edit_covariance', key, build)/'cov.safetensors'))['cov']
 
-# %% ../nbs/08_editing.ipynb #ac9797bc
+# %% ../nbs/08_editing.ipynb #78427eb3
 def memit_edit(model, tok, requests:list, layers:list,  # decoder layers to spread the edit over (ascending)
                templates:list, covs:dict,  # {layer: covariance of its keys}
                mom2_weight:float=15000.0,  # λ: how strongly the other keys are kept (EasyEdit llama-7b: 15000)
@@ -394,7 +397,7 @@ def memit_edit(model, tok, requests:list, layers:list,  # decoder layers to spre
         names.append(apply_update(model, l, (R @ adj.T).float()))
     return names
 
-# %% ../nbs/08_editing.ipynb #a224dc26
+# %% ../nbs/08_editing.ipynb #357cc6af
 def ft_edit(model, tok, request:dict, layer:int,
             steps:int=25,  # gradient steps (EasyEdit llama-7b: 25)
             lr:float=5e-4,  # Adam learning rate
@@ -430,7 +433,7 @@ def ft_edit(model, tok, request:dict, layer:int,
         model.train(was_training)
     return loss.item()
 
-# %% ../nbs/08_editing.ipynb #7ec4686d
+# %% ../nbs/08_editing.ipynb #9520f32c
 def kn_attributions(model, tok, prompt:str, answer:str,
                     layers:list|None=None,  # decoder layers to score (None: all)
                     steps:int=20  # integration steps (EasyEdit: 20; its llama-7b file: 1)
@@ -484,7 +487,7 @@ def kn_edit(model, tok, request:dict,
             W[:, i] += factor * (E[new] - E[old]).to(W.dtype)
     return picked
 
-# %% ../nbs/08_editing.ipynb #5645f731
+# %% ../nbs/08_editing.ipynb #4da519ef
 def ike_demonstrations(pool:list  # requests to draw demonstrations from (not the one being edited)
                       )->list:
     "Every demonstration of `pool`: (new-fact text, demonstration text), three per request (copy, update, retain)."
@@ -518,7 +521,7 @@ def ike_prefix(request:dict, pool:list,
     fact = request['prompt'] + answer_separator(request['prompt'], request['target_new']) + request['target_new']
     return ''.join(demos[i][1] for i in best) + f"New Fact: {fact}\nPrompt: "
 
-# %% ../nbs/08_editing.ipynb #dd3e7ae5
+# %% ../nbs/08_editing.ipynb #db78b79b
 EDIT_METHODS = ('rome', 'memit', 'ft', 'kn', 'ike')
 EDIT_MODES = ('independent', 'sequential', 'batch')
 EDIT_PRESETS = {  # EasyEdit's hparams/<METHOD>/<model>.yaml where they exist; 'tiny' measured on the toy world's tiny model
@@ -648,7 +651,7 @@ def edit(model, tok, requests:list,  # EasyEdit-style records (see `check_reques
     for r, row in zip(reqs, rows): row.update({'method': method, 'mode': mode, 'case_id': r.get('case_id'), 'lang': r.get('lang'), 'protocol': PROTOCOL})
     return EditResult(model, rows, handle, method, mode, hp, secs)
 
-# %% ../nbs/08_editing.ipynb #cb5738cd
+# %% ../nbs/08_editing.ipynb #fa3ba75c
 def plot_edit_metrics(summaries:list,  # `EditResult.summary()` dicts (and a 'before' row if wanted)
                       title:str='knowledge editing'):
     "Grouped bars: rewrite, rephrase, locality and portability per method."
@@ -666,7 +669,7 @@ def plot_edit_metrics(summaries:list,  # `EditResult.summary()` dicts (and a 'be
     fig.tight_layout()
     return fig
 
-# %% ../nbs/08_editing.ipynb #72586609
+# %% ../nbs/08_editing.ipynb #ecee6248
 def edit_demo(model, tok, requests:list,  # the requests a learner can choose from
               pool:list|None=None  # IKE's demonstrations (default: the world's training edits)
              ):
@@ -705,7 +708,7 @@ def edit_demo(model, tok, requests:list,  # the requests a learner can choose fr
     box.run = go
     return box
 
-# %% ../nbs/08_editing.ipynb #ab8bae5f
+# %% ../nbs/08_editing.ipynb #076b3aee
 def zsre_to_request(rec:dict)->dict:
     "An EasyEdit ZsRE record in the flat request shape (other records unchanged)."
     if 'src' not in rec: return rec
@@ -731,7 +734,7 @@ def read_edit_requests(path:str|Path  # a .json list or a .jsonl file of EasyEdi
     if not recs: raise EditError(f"{path}: no edit records")
     return [check_request(zsre_to_request(r) if isinstance(r, dict) else r, where) for where, r in recs]
 
-# %% ../nbs/08_editing.ipynb #075a12e2
+# %% ../nbs/08_editing.ipynb #a172b885
 @dataclass
 class EditConfig:
     "What `knowlm-nb edit` runs."

@@ -106,3 +106,16 @@ def test_memit_batch_kn_and_modes(tiny):
     with pytest.raises(EditError, match="is MEMIT's"): edit(m, tok, reqs, method='ft', mode='batch', progress=False)
     with pytest.raises(EditError, match='ascending'): edit(m, tok, reqs, method='memit', layers=[1, 0], progress=False)
     assert all(torch.equal(p, w0[n]) for n, p in m.named_parameters())
+
+def test_covariance_cache_follows_the_weights(tiny, tmp_path, monkeypatch):
+    "The cached covariance is keyed by a fingerprint of the weights (cheap on large models): a changed weight recomputes it."
+    from knowlm_nb.editing import cached_key_covariance
+    monkeypatch.setenv('KNOWLM_NB_HOME', str(tmp_path))
+    m, tok = tiny
+    texts = ['Lanren Works is headquartered in Duvin.', 'Corel is a city in Jolania.']
+    c1 = cached_key_covariance(m, tok, 0, texts)
+    assert torch.equal(c1, cached_key_covariance(m, tok, 0, texts))
+    h = EditHandle(m, ['model.layers.0.mlp.up_proj.weight'])
+    with torch.no_grad(): m.model.layers[0].mlp.up_proj.weight[0, 0] += 1.0
+    try: assert not torch.equal(c1, cached_key_covariance(m, tok, 0, texts))
+    finally: h.restore()
