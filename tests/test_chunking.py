@@ -11,6 +11,7 @@ from knowlm_nb.chunking import (ChunkConfig, IndexedDataset, IndexedDatasetWrite
                                 as_tokenizer, chunk_corpus, chunk_document, chunk_texts, cli_chunk, index_dtype, merge_indexed,
                                 min_chunks_bruteforce, mixture_indices, pack_sentences, read_knowlm_legacy, sentence_bounds,
                                 split_sentences, token_bounds, write_knowlm_legacy)
+from knowlm_nb.chunking import _whole_char_cut
 
 SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
@@ -166,7 +167,12 @@ def test_chunk_document_properties(tk, text, max_len, bos, eos):
     ok = allowed_cuts(lens, max_len)
     cuts = np.cumsum([len(c) for c in chunks]).tolist()
     assert all(c in ok for c in cuts)
-    assert len(chunks) == min_chunks_bruteforce(lens, max_len)
+    whole = _whole_char_cut(enc, nb)
+    if max_len >= 6:  # room to move a cut back past a character (<= 4 tokens) and off EOS; tinier windows may have to split one
+        assert len(chunks) == min_chunks_bruteforce(lens, max_len, whole)  # fewest, among cuts that keep characters whole
+        assert all(whole(c) for c in cuts)  # no character split between two chunks
+        assert not (eos and len(chunks) > 1 and chunks[-1].tolist() == [tk.eos_id])  # no chunk of EOS alone
+    else: assert len(chunks) >= min_chunks_bruteforce(lens, max_len)
 
 
 @settings(max_examples=200, **SETTINGS)
@@ -181,7 +187,7 @@ def test_cut_lookups_equal_full_path(tk, text, max_len, bos, eos):
     n = len(enc.ids) + bos + eos
     if n <= max_len: return
     spans, lens = _plan(text, enc, cb, tk, cfg)
-    assert _greedy_spans(enc, cb, int(bos), n, max_len) == (spans, sum(L > max_len for L in lens))
+    assert _greedy_spans(enc, cb, int(bos), n, max_len, int(eos)) == (spans, sum(L > max_len for L in lens))
 
 
 @settings(max_examples=150, **SETTINGS)
@@ -190,7 +196,7 @@ def test_knowlm_mode_reencodes_chinese_and_loses_nothing(tk, text, max_len, bos,
     "knowlm mode: pieces (Chinese over-long sentences re-encoded from character slices) still decode to the document, chunks fit."
     from knowlm_nb.chunking import _spans, _union
     if max_len < bos + eos + 1: return
-    cfg = ChunkConfig(max_len=max_len, bos=bos, eos=eos, mode='knowlm')
+    cfg = ChunkConfig(max_len=max_len, bos=bos, eos=eos, mode='knowlm', tokenize='document')
     enc = tk.backend.encode(text, add_special_tokens=False)
     spans, n_long, stream = _spans(text, enc, sentence_bounds(text), tk, cfg)
     if stream is None: stream = ([tk.bos_id] if bos else []) + enc.ids + ([tk.eos_id] if eos else [])
@@ -214,7 +220,7 @@ def test_chunk_texts_stats(tk):
     assert s['documents'] == 3 and s['tokens'] == s['doc_tokens'] == len(tokens) == lengths.sum()
     assert s['dropped_tokens'] == s['duplicated_tokens'] == 0
     assert doc_of.tolist() == sorted(doc_of.tolist()) and set(doc_of.tolist()) == {0, 1, 2}
-    _, _, _, k = chunk_texts(texts, tk, ChunkConfig(max_len=32, mode='knowlm'))
+    _, _, _, k = chunk_texts(texts, tk, ChunkConfig(max_len=45, mode='knowlm'))
     assert k['duplicated_tokens'] > 0 and k['dropped_chunks'] >= 1  # 'Short.' (4 tokens) is under KnowLM's 21-token floor
 
 
@@ -577,3 +583,121 @@ def test_bulk_and_per_call_lookups_agree(tk, text, max_len, bos, eos):
         bulk = (C._greedy_spans(enc, cb, int(bos), n, max_len), token_bounds(enc, cb))
     finally: C.BULK_TOKENS = saved
     assert bulk == per_call
+
+
+# ---------------------------------------------------------------- long documents in windows
+@settings(max_examples=80, **SETTINGS)
+@given(documents(max_sentences=16), st.integers(1, 6), st.integers(48, 300), st.sampled_from([16, 32, 48]))
+def test_windowed_encoding_is_the_whole_encoding(tk, sp_tk, text, reps, window, overlap):
+    "Windows stitched where neighbours agree give the whole document's ids and offsets, or None (never a different tokenization)."
+    from knowlm_nb.chunking import encode_windowed
+    text = text * reps
+    for t in (tk, sp_tk):
+        whole = t.backend.encode(text, add_special_tokens=False)
+        w = encode_windowed(t, text, window=window, overlap=overlap, group=3)
+        if w is None: continue
+        assert w.ids.tolist() == whole.ids
+        assert w.offsets.tolist() == [list(o) for o in whole.offsets]
+
+
+def test_long_documents_chunk_alike_in_windows(tk, sp_tk, monkeypatch):
+    "With windows forced on every document, chunk_texts gives the same chunks as one encode per document."
+    import knowlm_nb.chunking as C
+    from knowlm_nb.world import make_world, ie_examples
+    texts = [' '.join(e['text'] for e in ie_examples(make_world()))[:20000], '卡洛出生于萨托城。' * 500, 'Short.']
+    for t in (tk, sp_tk):
+        for cfg in (ChunkConfig(max_len=64), ChunkConfig(max_len=256, eos=False), ChunkConfig(max_len=64, mode='knowlm', tokenize='document')):
+            ref = chunk_texts(texts, t, cfg)
+            monkeypatch.setattr(C, 'STREAM_CHARS', 1000)
+            monkeypatch.setattr(C, 'STREAM_OVERLAP', 256)
+            encs = C.encode_documents(t, texts)
+            assert isinstance(encs[0], C.WindowedEncoding) and isinstance(encs[1], C.WindowedEncoding)
+            got = chunk_texts(texts, t, cfg)
+            monkeypatch.undo()
+            assert got[0].tolist() == ref[0].tolist() and got[1].tolist() == ref[1].tolist() and got[3] == ref[3]
+
+
+# ---------------------------------------------------------------- a SentencePiece-style tokenizer ("▁" word prefix)
+@pytest.fixture(scope='session')
+def sp_tk():
+    "A small BPE with a Metaspace pre-tokenizer (LLaMA's design: '▁' before words and before the text), trained on world text."
+    from tokenizers import Tokenizer, models, pre_tokenizers, decoders, trainers
+    from knowlm_nb.world import make_world, pretrain_documents
+    tok = Tokenizer(models.BPE(unk_token='<unk>'))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement='▁', prepend_scheme='first')
+    tok.decoder = decoders.Metaspace(replacement='▁', prepend_scheme='first')
+    texts = [d['text'] for d in pretrain_documents(make_world())] + ZH + EN + ENDS_ZH + ENDS_EN + ['；：“”，、（）!?;:.,"\'()…\n']
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=800, special_tokens=['<unk>', '<s>', '</s>'], show_progress=False))
+    return as_tokenizer(tok)
+
+
+def test_sentence_prefix_token(sp_tk, tk):
+    from knowlm_nb.chunking import sentence_prefix_id, tokenize_batch
+    p = sentence_prefix_id(sp_tk)
+    assert p is not None and sp_tk.backend.id_to_token(p) == '▁' and sentence_prefix_id(tk) is None
+    text = '卡洛出生于萨托城。他发明了蒸汽织机。乔兰亚人说乔兰语。'
+    (sents, ids), = tokenize_batch(sp_tk, [text], ChunkConfig(mode='knowlm'))
+    assert sents == ['卡洛出生于萨托城。', '他发明了蒸汽织机。', '乔兰亚人说乔兰语。'] and all(i[0] == p for i in ids)  # one '▁' per sentence
+    keep = chunk_texts([text], sp_tk, ChunkConfig(mode='knowlm', min_len=1))
+    drop = chunk_texts([text], sp_tk, ChunkConfig(mode='knowlm', min_len=1, sentence_prefix=False))
+    assert keep[3]['tokens'] - drop[3]['tokens'] == 2  # the prefixes of sentences 2 and 3 (the first keeps it, as the whole text would)
+    whole = chunk_texts([text], sp_tk, ChunkConfig())  # document tokenization: one prefix
+    assert whole[3]['tokens'] == drop[3]['tokens']
+
+
+def knowlm_reference(text, t, L, chinese, prefix):
+    "KnowLM's pretrain/preprocess.py dsmt_encode + write, transcribed step by step (our English splitter stands in for punkt)."
+    import math, re
+    if chinese:
+        sents = []
+        for item in re.split(r"([;!?；？。！\n])", text):
+            if not sents: sents.append(item)
+            elif (len(item) == 1 and item in r"([;!?；？。！\n])") or item in ('\n', r'\n', ''): sents[-1] += item
+            else: sents.append(item)
+    else: sents = [x.strip() for x in split_sentences(text, 'en') if x.strip()]
+    toks = []
+    for i, snt in enumerate(sents):
+        first, last = i == 0, i == len(sents) - 1
+        cur = [t.bos_id] * first + t.encode(snt) + [t.eos_id] * last
+        if len(cur) <= L:
+            toks.append(cur)
+            continue
+        n_block = math.ceil(len(cur) / L)
+        if not chinese:
+            toks += [cur[k * L:(k + 1) * L] for k in range(n_block)]
+            continue
+        if len(cur) % L >= L * 0.8: n_block += 1
+        per = math.ceil(len(snt) / n_block)
+        for k in range(n_block):
+            b = [t.bos_id] * (first and k == 0) + t.encode(snt[k * per:(k + 1) * per]) + [t.eos_id] * (last and k == n_block - 1)
+            if b and b[0] == prefix: b = b[1:]
+            # KnowLM stored a slice still longer than L whole (its loader truncated it); we split it into equal parts
+            parts = math.ceil(len(b) / L) or 1
+            q = math.ceil(len(b) / parts) or 1
+            toks += [b[j:j + q] for j in range(0, len(b), q)]
+    lens, out, i = [len(x) for x in toks], [], 0
+    while i < len(lens):
+        total, j = lens[i], i + 1
+        while j < len(lens) and total + lens[j] <= L:
+            total += lens[j]
+            j += 1
+        k, j = j, i
+        while j - 1 >= 0 and total + lens[j - 1] <= L:
+            total += lens[j - 1]
+            j -= 1
+        out.append([x for piece in toks[j:k] for x in piece])
+        i = k
+    return [c for c in out if len(c) > 20]
+
+
+@settings(max_examples=120, **SETTINGS)
+@given(documents(max_sentences=20), st.integers(1, 4), st.sampled_from([24, 32, 64]), st.sampled_from(['zh', 'en']), st.booleans())
+def test_knowlm_mode_cuts_where_knowlm_cuts(tk, sp_tk, text, reps, L, lang, use_sp):
+    "knowlm mode (per-sentence tokenization) writes the chunks KnowLM's script writes, with both kinds of tokenizer."
+    from knowlm_nb.chunking import sentence_prefix_id
+    t = sp_tk if use_sp else tk
+    text = text * reps
+    if not text.strip(): return
+    tokens, lengths, _, _ = chunk_texts([text], t, ChunkConfig(max_len=L, mode='knowlm', lang=lang))
+    got = [c.tolist() for c in np.split(tokens, np.cumsum(lengths)[:-1])] if len(lengths) else []
+    assert got == knowlm_reference(text, t, L, lang == 'zh', sentence_prefix_id(t))
