@@ -16,7 +16,7 @@ __all__ = ['BULK_TOKENS', 'STREAM_CHARS', 'STREAM_OVERLAP', 'sentence_bounds', '
            'chunk_batches_parallel', 'corpus_summary', 'format_summary', 'chunk_corpus', 'world_articles',
            'compare_modes', 'plot_chunk_lengths', 'cli_chunk', 'pipeline_chunking', 'render_chunks', 'chunk_demo']
 
-# %% ../nbs/03_chunking.ipynb #a1714998
+# %% ../nbs/03_chunking.ipynb #58c63884
 import os, re, json, math, time, pickle, shutil, struct, bisect, tempfile, argparse, itertools, contextlib
 from collections import deque
 from dataclasses import dataclass, asdict
@@ -26,7 +26,7 @@ from .core import (system_exit_code, umask_mode, DataFormatError, InputError, Co
                             config_parser, parse_config, run_command)
 from .world import make_world, pretrain_documents
 
-# %% ../nbs/03_chunking.ipynb #0bb68cb1
+# %% ../nbs/03_chunking.ipynb #65793fe1
 _CJK = '\u2e80-\u2fdf\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f'
 _CJK_PUNCT = '\u3000-\u303f\uff00-\uffef'
 _CLOSE = '”’"\'）)\\]】」』》〉〕}'
@@ -78,7 +78,7 @@ def split_sentences(text:str,  # a document in Chinese, English or both
     b = sentence_bounds(text, lang)
     return [text[s:e] for s, e in zip(b, b[1:] + [len(text)])]
 
-# %% ../nbs/03_chunking.ipynb #430e0552
+# %% ../nbs/03_chunking.ipynb #e3dfecbe
 _BOS_NAMES = ('<|bos|>', '<s>', '<|begin_of_text|>', '<|startoftext|>', '<bos>', '[CLS]')
 _EOS_NAMES = ('<|eos|>', '</s>', '<|endoftext|>', '<|end_of_text|>', '<eos>', '<|im_end|>', '[SEP]')
 
@@ -131,7 +131,7 @@ def as_tokenizer(tokenizer  # a HF fast tokenizer, a `tokenizers.Tokenizer`, a d
     return ChunkTokenizer(backend, tokenizer.bos_token_id, tokenizer.eos_token_id,
                           max(len(tokenizer), backend.get_vocab_size(with_added_tokens=True)), getattr(tokenizer, 'name_or_path', ''))
 
-# %% ../nbs/03_chunking.ipynb #fb6c1691
+# %% ../nbs/03_chunking.ipynb #693a75ad
 BULK_TOKENS = 1 << 15  # documents longer than this (in tokens) map all boundaries at once; shorter ones ask `char_to_token` (cheaper there)
 
 def char_token_starts(encoding,  # a `tokenizers.Encoding` of the whole document
@@ -153,7 +153,7 @@ def token_bounds(encoding,  # a `tokenizers.Encoding` of the whole document
                 )->list:
     "Token indices where the sentences start; a token that straddles a boundary stays with the earlier sentence."
     if not char_bounds: return []
-    ts = char_token_starts(encoding, char_bounds[1:]) if len(encoding.ids) > BULK_TOKENS else None
+    ts = char_token_starts(encoding, char_bounds[1:]) if len(encoding) > BULK_TOKENS else None
     if ts is not None:
         out = [0]
         for t in ts.tolist():
@@ -176,7 +176,7 @@ def _token_bounds_from_offsets(offsets, char_bounds):
         if out[-1] < t < len(offsets): out.append(t)
     return out
 
-# %% ../nbs/03_chunking.ipynb #bde6a543
+# %% ../nbs/03_chunking.ipynb #91237159
 STREAM_CHARS = 1 << 18  # documents longer than this (in characters) are tokenized in overlapping windows of this size
 STREAM_OVERLAP = 1 << 12  # characters shared by neighbouring windows
 
@@ -185,6 +185,8 @@ class WindowedEncoding:
     "A long document's tokens from overlapping windows: ids and character offsets as numpy arrays, with the `Encoding` look-ups chunking uses."
     ids:np.ndarray  # token ids (int32)
     offsets:np.ndarray  # (n, 2) start and end character of each token in the whole document (int64)
+
+    def __len__(self): return len(self.ids)
 
     def token_to_chars(self, t:int):
         "The `(start, end)` characters of token `t`."
@@ -244,7 +246,7 @@ def encode_documents(tk,  # a `ChunkTokenizer`
         encs[i] = encode_windowed(tk, texts[i], STREAM_CHARS, STREAM_OVERLAP) or tk.backend.encode(texts[i], add_special_tokens=False)
     return [encs[i] for i in range(len(texts))]
 
-# %% ../nbs/03_chunking.ipynb #22eb6589
+# %% ../nbs/03_chunking.ipynb #5c3cb4c7
 class OverlongSentenceError(InputError):
     "A sentence is longer than the window and `overlong='error'` was asked for (bad input: the command exits 2)."
 
@@ -349,7 +351,7 @@ def _pack_knowlm(pieces, max_len):
         prev, i = i, j
     return spans
 
-# %% ../nbs/03_chunking.ipynb #14ddbfbf
+# %% ../nbs/03_chunking.ipynb #ea0aaa54
 def min_chunks_bruteforce(lengths:list,  # token count of each sentence
                           max_len:int,  # the window
                           cut_ok=None  # inside over-long sentences only positions where `cut_ok(p)` (None: all)
@@ -366,7 +368,7 @@ def min_chunks_bruteforce(lengths:list,  # token count of each sentence
         if p in allowed: best[p] = 1 + min(best[q] for q in range(p + 1, min(n, p + max_len) + 1) if q in allowed or q == n)
     return best[0] if n else 0
 
-# %% ../nbs/03_chunking.ipynb #d3902df0
+# %% ../nbs/03_chunking.ipynb #4010d41d
 _KNOWLM_ZH_SPLIT = re.compile('([;!?；？。！\n])')
 _KNOWLM_GLUED = frozenset('([;!?；？。！\\n])')  # KnowLM tested one-character pieces against its pattern's text
 
@@ -395,7 +397,7 @@ def sentence_prefix_id(tk  # a `ChunkTokenizer`
     e = tk.backend.encode('中', add_special_tokens=False)
     return e.ids[0] if len(e.ids) > 1 and e.tokens[0] == '▁' else None
 
-# %% ../nbs/03_chunking.ipynb #a6e7a330
+# %% ../nbs/03_chunking.ipynb #39d6fc7f
 @dataclass(frozen=True)
 class ChunkConfig:
     "How documents are cut into chunks."
@@ -408,6 +410,7 @@ class ChunkConfig:
     lang:str='auto'  # sentence rules: 'auto', 'zh' or 'en' (see `sentence_bounds`; knowlm mode: `knowlm_is_chinese`)
     tokenize:str|None=None  # 'document' (one call per document) or 'sentence' (each sentence alone, as KnowLM); None: 'sentence' in knowlm mode
     sentence_prefix:bool=True  # tokenize='sentence': keep the '▁' prefix that SentencePiece tokenizers put before each sentence (KnowLM kept it)
+    slice_prefix_id:int|None=29871  # knowlm mode: the token id removed from the start of each character slice of a too long Chinese sentence (KnowLM removed 29871, LLaMA's lone '▁'; None: none)
 
     def __post_init__(self):
         if not isinstance(self.max_len, int) or isinstance(self.max_len, bool) or self.max_len < 1:
@@ -420,6 +423,8 @@ class ChunkConfig:
         if self.lang not in _SPLITTERS: raise ConfigError(f"ChunkConfig.lang must be one of {sorted(_SPLITTERS)}, got {self.lang!r}")
         if self.min_len is not None and (not isinstance(self.min_len, int) or self.min_len < 0):
             raise ConfigError(f"ChunkConfig.min_len must be None or an int >= 0, got {self.min_len!r}")
+        if self.slice_prefix_id is not None and (not isinstance(self.slice_prefix_id, int) or self.slice_prefix_id < 0):
+            raise ConfigError(f"ChunkConfig.slice_prefix_id must be None or a token id >= 0, got {self.slice_prefix_id!r}")
         if self.tokenize not in (None, 'document', 'sentence'):
             raise ConfigError(f"ChunkConfig.tokenize must be 'document' or 'sentence', got {self.tokenize!r}")
         if self.tokenize == 'sentence' and self.mode != 'knowlm':
@@ -435,7 +440,7 @@ class ChunkConfig:
         "The effective minimum chunk length."
         return self.min_len if self.min_len is not None else (21 if self.mode == 'knowlm' else 1)
 
-# %% ../nbs/03_chunking.ipynb #fb79da37
+# %% ../nbs/03_chunking.ipynb #c97a3ef6
 def check_special_tokens(tk:ChunkTokenizer,  # the tokenizer
                          config:ChunkConfig  # asks for BOS and EOS, or not
                         ):
@@ -443,7 +448,7 @@ def check_special_tokens(tk:ChunkTokenizer,  # the tokenizer
     if config.bos and tk.bos_id is None: raise ConfigError(f"tokenizer {tk.name!r} has no BOS token: set bos=False (--no-bos)")
     if config.eos and tk.eos_id is None: raise ConfigError(f"tokenizer {tk.name!r} has no EOS token: set eos=False (--no-eos)")
 
-# %% ../nbs/03_chunking.ipynb #05505fb2
+# %% ../nbs/03_chunking.ipynb #4bc0e3f2
 _STAT_KEYS = ('documents', 'sentences', 'overlong_sentences', 'chunks', 'tokens', 'doc_tokens',
               'dropped_chunks', 'dropped_tokens', 'duplicated_tokens')
 
@@ -453,7 +458,7 @@ def _ids(enc):
 
 def _whole_char_cut(enc, nb):
     "`cut_ok` over `[BOS] + ids + [EOS]`: a cut keeps characters whole when the token before it ends where the token after it starts."
-    n_ids, t2c = len(enc.ids), enc.token_to_chars
+    n_ids, t2c = len(enc), enc.token_to_chars
     def ok(c):
         t = c - nb
         if t <= 0 or t >= n_ids: return True
@@ -469,7 +474,7 @@ def _sentence_lengths(enc, cb, nb, n):
 def _plan(text, enc, cb, tk, cfg):
     "Chunk spans over `[BOS] + ids + [EOS]` of one document, and the sentence lengths (None on the fast path)."
     nb = 1 if cfg.bos else 0
-    n = len(enc.ids) + nb + (1 if cfg.eos else 0)
+    n = len(enc) + nb + (1 if cfg.eos else 0)
     if n <= cfg.max_len: return [(0, n)] if n else [], None
     lens = _sentence_lengths(enc, cb, nb, n)
     return pack_sentences(lens, cfg.max_len, cfg.mode, cfg.overlong, cut_ok=_whole_char_cut(enc, nb), tail=int(cfg.eos)), lens
@@ -478,7 +483,7 @@ def _knowlm_stream(text, enc, lens, tk, cfg):
     "KnowLM's pieces of a document with over-long sentences; a Chinese one is re-encoded from character slices."
     nb, L_max = int(cfg.bos), cfg.max_len
     full = ([tk.bos_id] if cfg.bos else []) + _ids(enc) + ([tk.eos_id] if cfg.eos else [])
-    starts, offs, n_ids = list(itertools.accumulate(lens, initial=0)), enc.offsets, len(enc.ids)
+    starts, offs, n_ids = list(itertools.accumulate(lens, initial=0)), enc.offsets, len(enc)
     def char_at(p):  # character offset where stream position p starts
         t = p - nb
         return 0 if t <= 0 else len(text) if t >= n_ids else offs[t][0]
@@ -512,11 +517,11 @@ def _knowlm_sentence_stream(sents, sent_ids, zh, tk, cfg, prefix):
         if not zh:  # English: by tokens
             out += [t[i:i + L] for i in range(0, len(t), L)]
             continue
-        m = _knowlm_blocks(len(t), L)  # Chinese: by characters, each slice re-encoded without its leading '▁'
+        m = _knowlm_blocks(len(t), L)  # Chinese: by characters, each slice re-encoded without a leading `slice_prefix_id`
         per = -(-len(sent) // m)
         for i in range(m):
             b = [tk.bos_id]*(first and i == 0) + tk.encode(sent[i*per:(i + 1)*per]) + [tk.eos_id]*(end and i == m - 1)
-            if b and prefix is not None and b[0] == prefix: b = b[1:]
+            if b and b[0] == cfg.slice_prefix_id: b = b[1:]
             q = -(-len(b) // -(-len(b) // L)) if b else 1  # a slice still too long: equal parts (KnowLM stored it whole)
             out += [b[j:j + q] for j in range(0, len(b), q)]
     return out, n_long
@@ -540,14 +545,15 @@ def _greedy_spans(enc, cb, nb, n, max_len, tail=0):
                 if t > 0 and c2t(c - 1) == t: t += 1
                 memo[k] = t + nb if t > 0 else 0  # a sentence inside the first token belongs to the first sentence
             return memo[k]
-    spans, long, p, lo = [], set(), 0, 0
+    spans, long, p, lo, n_ids, t2c = [], set(), 0, 0, len(enc), enc.token_to_chars
     try:
         while p + max_len < n:
-            lim, hi = p + max_len, S - 1
-            while lo < hi:  # binary search: the last sentence starting at or before lim
-                mid = (lo + hi + 1) // 2
-                if start(mid) <= lim: lo = mid
-                else: hi = mid - 1
+            lim = p + max_len
+            t = lim - nb  # the sentence holding token t is found by its character (bisect in C), then checked in tokens
+            k = max(lo, bisect.bisect_right(cb, t2c(t)[0]) - 1 if 0 <= t < n_ids else S - 1)
+            while k > lo and start(k) > lim: k -= 1
+            while k + 1 < S and start(k + 1) <= lim: k += 1
+            lo = k  # the last sentence starting at or before lim
             s, e = start(lo), (start(lo + 1) if lo + 1 < S else n)
             if e - s > max_len: long.add(s)
             c = _refine_cut(lim if (s == lim or e - s > max_len) else s, p, n, tail, ok)  # inside an over-long sentence any cut is allowed
@@ -559,7 +565,7 @@ def _greedy_spans(enc, cb, nb, n, max_len, tail=0):
 def _spans(text, enc, cb, tk, cfg):
     "Chunk spans of one document, its number of over-long sentences, and its token stream when it is not `[BOS] + ids + [EOS]`."
     nb = 1 if cfg.bos else 0
-    n = len(enc.ids) + nb + (1 if cfg.eos else 0)
+    n = len(enc) + nb + (1 if cfg.eos else 0)
     if n <= cfg.max_len: return ([(0, n)] if n else []), 0, None
     if cfg.mode == 'greedy' and cfg.overlong == 'split':
         r = _greedy_spans(enc, cb, nb, n, cfg.max_len, int(cfg.eos))
@@ -640,7 +646,7 @@ def chunk_document(text:str,  # one document
     tokens, lengths, _, _ = chunk_texts([text], tokenizer, config)
     return np.split(tokens, np.cumsum(lengths)[:-1]) if len(lengths) else []
 
-# %% ../nbs/03_chunking.ipynb #1733d9e6
+# %% ../nbs/03_chunking.ipynb #91d1080c
 _MAGIC, _VERSION = b'KNLMIDX\x00', 1
 _HEAD = struct.Struct('<8sIIQQI')  # magic, version, bytes per id, samples, tokens, metadata length
 _BLOCK = 1 << 20  # entries per block when streaming the index
@@ -768,7 +774,7 @@ class IndexedDatasetWriter:
         if typ is None: self.close()
         else: self.abort()
 
-# %% ../nbs/03_chunking.ipynb #6a5a7087
+# %% ../nbs/03_chunking.ipynb #944d3c8f
 class IndexedDataset:
     "Random access to the samples of an index pair through `np.memmap`; `ds[i]` is a numpy array of token ids."
     def __init__(self, prefix:str|Path,  # path without extension (or with .idx/.bin)
@@ -905,7 +911,7 @@ def __getattr__(name):  # `knowlm_nb.chunking.IndexedTorchDataset` exists once a
     if name == 'IndexedTorchDataset': return _torch_dataset_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-# %% ../nbs/03_chunking.ipynb #f2861328
+# %% ../nbs/03_chunking.ipynb #22a1a720
 def write_knowlm_legacy(prefix:str|Path,  # output path without extension
                         samples,  # an iterable of token id sequences (ids < 65,536)
                         counts:list|None=None  # samples per source type, in order, for the `.dis` file (None: one type, written [N] as KnowLM does)
@@ -981,14 +987,14 @@ def read_knowlm_legacy(prefix:str|Path,  # path without extension
     if verify: ds.verify()
     return ds
 
-# %% ../nbs/03_chunking.ipynb #4123b926
+# %% ../nbs/03_chunking.ipynb #67dbbe51
 def open_index(prefix:str|Path  # an index pair, ours or KnowLM's headerless layout
               )->IndexedDataset:
     "Open an index pair in whichever layout it is: ours (by its header), else KnowLM's legacy layout."
     try: return IndexedDataset(prefix)
     except ForeignIndexError: return read_knowlm_legacy(prefix)
 
-# %% ../nbs/03_chunking.ipynb #aa95d599
+# %% ../nbs/03_chunking.ipynb #7f5c65c9
 def merge_indexed(prefixes:list,  # input index pairs (ours or KnowLM's legacy layout)
                   out:str|Path,  # output prefix
                   sources:list|None=None,  # one source name per input (default: keep each shard's own tags)
@@ -1035,7 +1041,7 @@ def mixture_indices(ds:IndexedDataset,  # an index with source tags
     rng.shuffle(out)
     return out
 
-# %% ../nbs/03_chunking.ipynb #76fae10b
+# %% ../nbs/03_chunking.ipynb #eeba9959
 def _skip(counts, msg, errors):
     if errors == 'strict': raise DataFormatError(msg + "; use errors='skip' (--errors skip) to skip such documents and count them")
     counts['bad_documents'] += 1
@@ -1049,7 +1055,7 @@ def reading_counts(counts:dict|None=None  # a dict to fill in place (None: a new
     c.setdefault('warnings', [])
     return c
 
-# %% ../nbs/03_chunking.ipynb #12e90f1f
+# %% ../nbs/03_chunking.ipynb #beeb69db
 def read_txt_documents(path:Path,  # a .txt file
                        source:str,  # the source name of its documents
                        counts:dict,  # `reading_counts`, updated in place
@@ -1066,7 +1072,7 @@ def read_txt_documents(path:Path,  # a .txt file
     except UnicodeDecodeError as e: on_error(f"{path}: invalid UTF-8 at byte offset {e.start} ({e.reason})")
     else: yield text, source, len(raw)
 
-# %% ../nbs/03_chunking.ipynb #808b99a2
+# %% ../nbs/03_chunking.ipynb #21c7577b
 def _lone_surrogate(t:str):
     "Index of the first lone surrogate in `t` (JSON allows `\\ud800`; no tokenizer takes it), or None."
     try:
@@ -1094,7 +1100,7 @@ def read_jsonl_documents(path:Path,  # a .jsonl file
                 _skip(counts, f"{path}:{lineno}: source field {source_field!r} missing or not a string", errors)
             else: yield t, (source if source_field is None else rec[source_field]), nbytes
 
-# %% ../nbs/03_chunking.ipynb #9e6abe3b
+# %% ../nbs/03_chunking.ipynb #c61db2ff
 def iter_documents(path:str|Path,  # a .txt or .jsonl file
                    field:str='text',  # JSONL field holding the text
                    errors:str='strict',  # 'strict' (raise on bad input) or 'skip' (count and go on)
@@ -1123,7 +1129,7 @@ def iter_documents(path:str|Path,  # a .txt or .jsonl file
         c['empty_files'] += 1
         if len(c['warnings']) < 20: c['warnings'].append(f"{path}: no non-empty documents")
 
-# %% ../nbs/03_chunking.ipynb #bea323d5
+# %% ../nbs/03_chunking.ipynb #49662a0b
 def check_corpus_inputs(inputs:list,  # .txt / .jsonl files
                         workers:int  # processes asked for
                        )->list:
@@ -1136,7 +1142,7 @@ def check_corpus_inputs(inputs:list,  # .txt / .jsonl files
     if not isinstance(workers, int) or workers < 1: raise InputError(f"workers must be an int >= 1, got {workers!r}")
     return inputs
 
-# %% ../nbs/03_chunking.ipynb #125f38d2
+# %% ../nbs/03_chunking.ipynb #ecfa4c5a
 def _batches(inputs, counts, batch_bytes, **kw):
     texts, srcs, nb = [], [], 0
     for path in inputs:
@@ -1165,7 +1171,7 @@ def chunk_batches_serial(batches,  # an iterable of `(texts, sources, nbytes)`
             prev = (texts, srcs, nb, fut)
         if prev: consume(chunk_texts(prev[0], tk, config, dtype, prev[3].result()), *prev[1:3])
 
-# %% ../nbs/03_chunking.ipynb #ab032c8f
+# %% ../nbs/03_chunking.ipynb #bca5d5bb
 _W = {}
 
 def _worker_init(tok_json, bos_id, eos_id, vocab_size, name, cfg, dtype, threads):
@@ -1198,7 +1204,7 @@ def chunk_batches_parallel(batches,  # an iterable of `(texts, sources, nbytes)`
             r, s_, n_ = pending.popleft()
             consume(r.get(), s_, n_)
 
-# %% ../nbs/03_chunking.ipynb #733c5673
+# %% ../nbs/03_chunking.ipynb #8c04d8ad
 def corpus_summary(out:str|Path,  # the output prefix
                    counts:dict,  # `reading_counts` after reading every input
                    stats:dict,  # the chunking counts, summed over the batches (keys of `_STAT_KEYS`)
@@ -1225,7 +1231,7 @@ def format_summary(s:dict)->str:
             ('output', f"{s['out']}.bin/.idx in {s['seconds']:.1f}s with {s['workers']} worker(s)")]
     return '\n'.join(f"{k:>10}  {v}" for k, v in rows + [('warning', x) for x in s['warnings']])
 
-# %% ../nbs/03_chunking.ipynb #d5200fa0
+# %% ../nbs/03_chunking.ipynb #3818520d
 def chunk_corpus(inputs:list,  # .txt / .jsonl files
                  tokenizer,  # anything `as_tokenizer` accepts
                  out:str|Path,  # output prefix: writes out.bin, out.idx and out.summary.json
@@ -1270,7 +1276,7 @@ def chunk_corpus(inputs:list,  # .txt / .jsonl files
     write_json(_prefix(out).with_name(_prefix(out).name + '.summary.json'), summary)
     return summary
 
-# %% ../nbs/03_chunking.ipynb #6cc2674d
+# %% ../nbs/03_chunking.ipynb #887b4363
 def world_articles(world,  # a `World`
                    per_article:int=10,  # paragraphs joined into one article
                    repeats:int|None=None  # passed to `pretrain_documents`
@@ -1280,7 +1286,7 @@ def world_articles(world,  # a `World`
     for d in pretrain_documents(world, repeats=repeats): by.setdefault(d['lang'], []).append(d['text'])
     return [{'lang': lang, 'text': '\n\n'.join(ps[i:i + per_article])} for lang, ps in by.items() for i in range(0, len(ps), per_article)]
 
-# %% ../nbs/03_chunking.ipynb #e5f84970
+# %% ../nbs/03_chunking.ipynb #d5a66bf8
 def compare_modes(texts:list,  # documents
                   tokenizer,  # anything `as_tokenizer` accepts
                   max_len:int=1024,  # the window
@@ -1310,7 +1316,7 @@ def plot_chunk_lengths(rows:list,  # from `compare_modes`
     fig.tight_layout()
     return fig
 
-# %% ../nbs/03_chunking.ipynb #218b7b65
+# %% ../nbs/03_chunking.ipynb #668c344e
 def _corpus_arguments(p:argparse.ArgumentParser  # from `config_parser(ChunkConfig, ...)`
                      )->argparse.ArgumentParser:
     "Add the arguments of `knowlm-nb chunk` that are not `ChunkConfig` fields: the corpus, the tokenizer, the output."
@@ -1342,7 +1348,7 @@ def cli_chunk(argv:list|None=None  # command-line arguments (default: sys.argv[1
         return 0
     return run_command('knowlm-nb chunk', lambda: print(format_summary(chunk_corpus(**run))))
 
-# %% ../nbs/03_chunking.ipynb #ccc40eeb
+# %% ../nbs/03_chunking.ipynb #b7bfa3d5
 def pipeline_chunking(report, ctx:dict):
     "Pipeline stage: chunk the world's pretraining documents into `out/chunks/pretrain.{bin,idx}`; compare with KnowLM's packing."
     from knowlm_nb.core import write_jsonl
@@ -1373,7 +1379,7 @@ def pipeline_chunking(report, ctx:dict):
     for k in ('documents', 'chunks', 'tokens', 'fill_ratio', 'dropped_tokens'): report.metric('chunking', k, s[k])
     report.metric('chunking', 'knowlm_duplicated_tokens', rows[1]['duplicated'])
 
-# %% ../nbs/03_chunking.ipynb #f6cad13d
+# %% ../nbs/03_chunking.ipynb #37b59ad0
 _COLOURS = ['#fde2e4', '#e2ece9', '#dfe7fd', '#fff1c1', '#e8dff5', '#d7f9f1']
 
 def render_chunks(text:str, tokenizer, config:ChunkConfig)->str:
