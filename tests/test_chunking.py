@@ -671,10 +671,7 @@ def knowlm_reference(text, t, L, chinese, prefix):
         for k in range(n_block):
             b = [t.bos_id] * (first and k == 0) + t.encode(snt[k * per:(k + 1) * per]) + [t.eos_id] * (last and k == n_block - 1)
             if b and b[0] == prefix: b = b[1:]
-            # KnowLM stored a slice still longer than L whole (its loader truncated it); we split it into equal parts
-            parts = math.ceil(len(b) / L) or 1
-            q = math.ceil(len(b) / parts) or 1
-            toks += [b[j:j + q] for j in range(0, len(b), q)]
+            toks.append(b)
     lens, out, i = [len(x) for x in toks], [], 0
     while i < len(lens):
         total, j = lens[i], i + 1
@@ -687,6 +684,8 @@ def knowlm_reference(text, t, L, chinese, prefix):
             j -= 1
         out.append([x for piece in toks[j:k] for x in piece])
         i = k
+    # KnowLM stored a chunk longer than L whole and its loader read the first L tokens: we store those and the rest apart
+    out = [c[x:x + L] for c in out for x in range(0, len(c), L)]
     return [c for c in out if len(c) > 20]
 
 

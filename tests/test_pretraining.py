@@ -224,6 +224,8 @@ def test_deepspeed_two_ranks_on_cpu(tmp_path, stage, free_port):
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
     run = json.loads((tmp_path/'run'/'run.json').read_text())
     assert run['world_size'] == 2 and run['steps'] == 12
+    from pathlib import Path
+    assert not list(Path('/dev/shm').glob(f'deepspeed_allreduce_buffer_*_{free_port}_*'))  # no 67 MB buffer per rank left in RAM
     ds = json.loads((tmp_path/'run'/f'ds_{stage}.json').read_text())
     assert ds['zero_optimization']['stage'] == int(stage[-1])
     losses = [h['loss'] for h in json.loads((tmp_path/'run'/'log_history.json').read_text()) if 'loss' in h]
