@@ -13,7 +13,7 @@ Measures, as medians of --runs rounds (each round runs every measurement once, s
                  batches, on every core (the Rust default); also with one thread, to show what the cores give
   full-1 @ W   : `chunk_corpus` from the .jsonl file to the .bin/.idx pair with 1 worker at window W (--windows)
   full-2       : the same with 2 worker processes at the largest window
-Every run happens in a fresh subprocess that reports its peak RSS (and its workers'). Then: a run on the first half
+Every run happens in a fresh subprocess that reports its own peak RSS (VmHWM; and its workers'). Then: a run on the first half
 of the corpus (does peak RSS grow with the corpus?), 10k random reads from the index, single documents of 1, 4 and
 16 MB (--scaling-mb; time and peak RSS must not grow faster than the document), and on the English documents the
 share where our sentence splitter and punkt could differ (KnowLM split English with punkt, which cannot be
@@ -31,7 +31,10 @@ t0 = time.perf_counter()
 s = chunk_corpus([a['input']], a['tokenizer'], a['out'], ChunkConfig(max_len=a['max_len']), workers=a['workers'],
                  source_field='lang', progress=False)
 dt = time.perf_counter() - t0
-print(json.dumps({'seconds': dt, 'rss_self_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024,
+def peak_mb():  # this process's own peak (VmHWM): ru_maxrss would also count the parent's RSS at fork, carried over the exec
+    try: return next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:'))/1024
+    except (OSError, StopIteration): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss/1024
+print(json.dumps({'seconds': dt, 'rss_self_mb': peak_mb(),
                   'rss_children_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss/1024,
                   'chunks': s['chunks'], 'tokens': s['tokens'], 'documents': s['documents'], 'fill_ratio': s['fill_ratio']}))
 '''
@@ -192,7 +195,7 @@ def main():
                                                                                      for (n_, k), v in T.items() if n_ == name and '@' in k))
             print(f"  round {r + 1}: " + '; '.join(line), flush=True)
         med = {k: float(np.median(v)) for k, v in T.items()}
-        rows, figures = [], {}
+        figures = {}
         print()
         print(f"| tokenizer | measurement | median of {a.runs} (s) | MB/s | tokens/s | x floor | peak RSS (MB) |")
         print("|---|---|---|---|---|---|---|")
