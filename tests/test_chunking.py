@@ -701,3 +701,42 @@ def test_knowlm_mode_cuts_where_knowlm_cuts(tk, sp_tk, text, reps, L, lang, use_
     tokens, lengths, _, _ = chunk_texts([text], t, ChunkConfig(max_len=L, mode='knowlm', lang=lang, slice_prefix_id=drop))
     got = [c.tolist() for c in np.split(tokens, np.cumsum(lengths)[:-1])] if len(lengths) else []
     assert got == knowlm_reference(text, t, L, lang == 'zh', drop)
+
+
+@settings(max_examples=60, **SETTINGS)
+@given(documents(max_sentences=16), st.integers(4, 12), st.sampled_from([8, 24, 100]), st.booleans(), st.booleans())
+def test_long_documents_are_cut_while_tokenized(tk, sp_tk, text, reps, max_len, bos, eos):
+    "A long document cut as its windows arrive (a few windows held at a time) gives the spans and tokens of the whole-encoding path."
+    import knowlm_nb.chunking as C
+    text = text * reps
+    cfg = ChunkConfig(max_len=max_len, bos=bos, eos=eos)
+    for t in (tk, sp_tk):
+        enc = t.backend.encode(text, add_special_tokens=False)
+        cb = sentence_bounds(text)
+        n = len(enc.ids) + bos + eos
+        saved = (C.STREAM_CHARS, C.STREAM_OVERLAP)
+        try:
+            C.STREAM_CHARS, C.STREAM_OVERLAP = 120, 48
+            r = C._greedy_long(text, cb, t, cfg)
+        finally: C.STREAM_CHARS, C.STREAM_OVERLAP = saved
+        if r is None: continue  # windows too short to agree: the caller tokenizes the document whole
+        spans, arrays, n_long, n_r = r
+        full = ([t.bos_id] if bos else []) + enc.ids + ([t.eos_id] if eos else [])
+        if n <= max_len: assert spans == [(0, n)]
+        else: assert (spans, n_long) == C._greedy_spans(enc, cb, int(bos), n, max_len, int(eos))
+        assert n_r == n and [x.tolist() for x in arrays] == [full[a:b] for a, b in spans]
+
+
+def test_long_document_memory_does_not_grow(tk):
+    "Peak memory of cutting one long document stays near that of a document four times shorter (tracemalloc, Python and numpy)."
+    import tracemalloc
+    from knowlm_nb.world import make_world, ie_examples
+    unit = ' '.join(e['text'] for e in ie_examples(make_world()))
+    def peak(text):
+        tracemalloc.start()
+        chunk_texts([text], tk, ChunkConfig(max_len=1024))
+        p = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return p - 2 * len(text)  # less what the text itself costs (UCS-2)
+    small, big = peak(unit * 60), peak(unit * 240)  # about 1 and 4 MB
+    assert big < 2 * small, f"{big/1e6:.0f} MB for a 4x longer document, {small/1e6:.0f} MB for the shorter"
