@@ -16,7 +16,7 @@ __all__ = ['BULK_TOKENS', 'STREAM_CHARS', 'STREAM_OVERLAP', 'LONG_DOCUMENT', 'se
            'chunk_batches_parallel', 'corpus_summary', 'format_summary', 'chunk_corpus', 'world_articles',
            'compare_modes', 'plot_chunk_lengths', 'cli_chunk', 'pipeline_chunking', 'render_chunks', 'chunk_demo']
 
-# %% ../nbs/03_chunking.ipynb #4e527b5c
+# %% ../nbs/03_chunking.ipynb #48cce9ef
 import os, re, json, math, time, pickle, shutil, struct, bisect, tempfile, argparse, itertools, contextlib
 from collections import deque
 from dataclasses import dataclass, asdict
@@ -26,7 +26,7 @@ from .core import (system_exit_code, umask_mode, DataFormatError, InputError, Co
                             config_parser, parse_config, run_command)
 from .world import make_world, pretrain_documents
 
-# %% ../nbs/03_chunking.ipynb #f111dd5a
+# %% ../nbs/03_chunking.ipynb #208ddab1
 _CJK = '\u2e80-\u2fdf\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f'
 _CJK_PUNCT = '\u3000-\u303f\uff00-\uffef'
 _CLOSE = '”’"\'）)\\]】」』》〉〕}'
@@ -78,7 +78,7 @@ def split_sentences(text:str,  # a document in Chinese, English or both
     b = sentence_bounds(text, lang)
     return [text[s:e] for s, e in zip(b, b[1:] + [len(text)])]
 
-# %% ../nbs/03_chunking.ipynb #0d09b5a3
+# %% ../nbs/03_chunking.ipynb #ab23e713
 _BOS_NAMES = ('<|bos|>', '<s>', '<|begin_of_text|>', '<|startoftext|>', '<bos>', '[CLS]')
 _EOS_NAMES = ('<|eos|>', '</s>', '<|endoftext|>', '<|end_of_text|>', '<eos>', '<|im_end|>', '[SEP]')
 
@@ -131,7 +131,7 @@ def as_tokenizer(tokenizer  # a HF fast tokenizer, a `tokenizers.Tokenizer`, a d
     return ChunkTokenizer(backend, tokenizer.bos_token_id, tokenizer.eos_token_id,
                           max(len(tokenizer), backend.get_vocab_size(with_added_tokens=True)), getattr(tokenizer, 'name_or_path', ''))
 
-# %% ../nbs/03_chunking.ipynb #51e3d8e3
+# %% ../nbs/03_chunking.ipynb #80ca583f
 BULK_TOKENS = 1 << 15  # documents longer than this (in tokens) map all boundaries at once; shorter ones ask `char_to_token` (cheaper there)
 
 def char_token_starts(encoding,  # a `tokenizers.Encoding` of the whole document
@@ -176,7 +176,7 @@ def _token_bounds_from_offsets(offsets, char_bounds):
         if out[-1] < t < len(offsets): out.append(t)
     return out
 
-# %% ../nbs/03_chunking.ipynb #21bcee88
+# %% ../nbs/03_chunking.ipynb #f86f40cb
 STREAM_CHARS = 1 << 18  # documents longer than this (in characters) are tokenized in overlapping windows of this size
 STREAM_OVERLAP = 1 << 12  # characters shared by neighbouring windows
 
@@ -250,7 +250,7 @@ def encode_documents(tk,  # a `ChunkTokenizer`
         encs[i] = encode_windowed(tk, texts[i], STREAM_CHARS, STREAM_OVERLAP) or tk.backend.encode(texts[i], add_special_tokens=False)
     return [encs[i] for i in range(len(texts))]
 
-# %% ../nbs/03_chunking.ipynb #eada4664
+# %% ../nbs/03_chunking.ipynb #2befe63f
 class OverlongSentenceError(InputError):
     "A sentence is longer than the window and `overlong='error'` was asked for (bad input: the command exits 2)."
 
@@ -355,7 +355,7 @@ def _pack_knowlm(pieces, max_len):
         prev, i = i, j
     return spans
 
-# %% ../nbs/03_chunking.ipynb #29c7a3fd
+# %% ../nbs/03_chunking.ipynb #3ddbeb32
 def min_chunks_bruteforce(lengths:list,  # token count of each sentence
                           max_len:int,  # the window
                           cut_ok=None  # inside over-long sentences only positions where `cut_ok(p)` (None: all)
@@ -372,7 +372,7 @@ def min_chunks_bruteforce(lengths:list,  # token count of each sentence
         if p in allowed: best[p] = 1 + min(best[q] for q in range(p + 1, min(n, p + max_len) + 1) if q in allowed or q == n)
     return best[0] if n else 0
 
-# %% ../nbs/03_chunking.ipynb #f3f3ebc0
+# %% ../nbs/03_chunking.ipynb #2e40e8bd
 _KNOWLM_ZH_SPLIT = re.compile('([;!?；？。！\n])')
 _KNOWLM_GLUED = frozenset('([;!?；？。！\\n])')  # KnowLM tested one-character pieces against its pattern's text
 _CJK_RUN, _LATIN_RUN = re.compile(f'[{_CJK}]+'), re.compile('[A-Za-z]+')
@@ -402,7 +402,7 @@ def sentence_prefix_id(tk  # a `ChunkTokenizer`
     e = tk.backend.encode('中', add_special_tokens=False)
     return e.ids[0] if len(e.ids) > 1 and e.tokens[0] == '▁' else None
 
-# %% ../nbs/03_chunking.ipynb #a4e4f092
+# %% ../nbs/03_chunking.ipynb #9ce60da4
 @dataclass(frozen=True)
 class ChunkConfig:
     "How documents are cut into chunks."
@@ -445,7 +445,7 @@ class ChunkConfig:
         "The effective minimum chunk length."
         return self.min_len if self.min_len is not None else (21 if self.mode == 'knowlm' else 1)
 
-# %% ../nbs/03_chunking.ipynb #4096f2d7
+# %% ../nbs/03_chunking.ipynb #e114fb0a
 def check_special_tokens(tk:ChunkTokenizer,  # the tokenizer
                          config:ChunkConfig  # asks for BOS and EOS, or not
                         ):
@@ -453,7 +453,7 @@ def check_special_tokens(tk:ChunkTokenizer,  # the tokenizer
     if config.bos and tk.bos_id is None: raise ConfigError(f"tokenizer {tk.name!r} has no BOS token: set bos=False (--no-bos)")
     if config.eos and tk.eos_id is None: raise ConfigError(f"tokenizer {tk.name!r} has no EOS token: set eos=False (--no-eos)")
 
-# %% ../nbs/03_chunking.ipynb #7e79ad5e
+# %% ../nbs/03_chunking.ipynb #f2efb9e6
 _STAT_KEYS = ('documents', 'sentences', 'overlong_sentences', 'chunks', 'tokens', 'doc_tokens',
               'dropped_chunks', 'dropped_tokens', 'duplicated_tokens')
 
@@ -722,7 +722,7 @@ def chunk_document(text:str,  # one document
     tokens, lengths, _, _ = chunk_texts([text], tokenizer, config)
     return np.split(tokens, np.cumsum(lengths)[:-1]) if len(lengths) else []
 
-# %% ../nbs/03_chunking.ipynb #7900bd90
+# %% ../nbs/03_chunking.ipynb #58a7b9d5
 _MAGIC, _VERSION = b'KNLMIDX\x00', 1
 _HEAD = struct.Struct('<8sIIQQI')  # magic, version, bytes per id, samples, tokens, metadata length
 _BLOCK = 1 << 20  # entries per block when streaming the index
@@ -850,7 +850,7 @@ class IndexedDatasetWriter:
         if typ is None: self.close()
         else: self.abort()
 
-# %% ../nbs/03_chunking.ipynb #ddae485a
+# %% ../nbs/03_chunking.ipynb #030d7ef1
 class IndexedDataset:
     "Random access to the samples of an index pair through `np.memmap`; `ds[i]` is a numpy array of token ids."
     def __init__(self, prefix:str|Path,  # path without extension (or with .idx/.bin)
@@ -987,7 +987,7 @@ def __getattr__(name):  # `knowlm_nb.chunking.IndexedTorchDataset` exists once a
     if name == 'IndexedTorchDataset': return _torch_dataset_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-# %% ../nbs/03_chunking.ipynb #855c9aba
+# %% ../nbs/03_chunking.ipynb #490bfc2a
 def write_knowlm_legacy(prefix:str|Path,  # output path without extension
                         samples,  # an iterable of token id sequences (ids < 65,536)
                         counts:list|None=None  # samples per source type, in order, for the `.dis` file (None: one type, written [N] as KnowLM does)
@@ -1063,14 +1063,14 @@ def read_knowlm_legacy(prefix:str|Path,  # path without extension
     if verify: ds.verify()
     return ds
 
-# %% ../nbs/03_chunking.ipynb #aa4dd768
+# %% ../nbs/03_chunking.ipynb #1dac57a3
 def open_index(prefix:str|Path  # an index pair, ours or KnowLM's headerless layout
               )->IndexedDataset:
     "Open an index pair in whichever layout it is: ours (by its header), else KnowLM's legacy layout."
     try: return IndexedDataset(prefix)
     except ForeignIndexError: return read_knowlm_legacy(prefix)
 
-# %% ../nbs/03_chunking.ipynb #ff3a6030
+# %% ../nbs/03_chunking.ipynb #31c41843
 def merge_indexed(prefixes:list,  # input index pairs (ours or KnowLM's legacy layout)
                   out:str|Path,  # output prefix
                   sources:list|None=None,  # one source name per input (default: keep each shard's own tags)
@@ -1117,7 +1117,7 @@ def mixture_indices(ds:IndexedDataset,  # an index with source tags
     rng.shuffle(out)
     return out
 
-# %% ../nbs/03_chunking.ipynb #5094869f
+# %% ../nbs/03_chunking.ipynb #b57a0d9e
 def _skip(counts, msg, errors):
     if errors == 'strict': raise DataFormatError(msg + "; use errors='skip' (--errors skip) to skip such documents and count them")
     counts['bad_documents'] += 1
@@ -1131,7 +1131,7 @@ def reading_counts(counts:dict|None=None  # a dict to fill in place (None: a new
     c.setdefault('warnings', [])
     return c
 
-# %% ../nbs/03_chunking.ipynb #95b24242
+# %% ../nbs/03_chunking.ipynb #6de104b2
 def read_txt_documents(path:Path,  # a .txt file
                        source:str,  # the source name of its documents
                        counts:dict,  # `reading_counts`, updated in place
@@ -1148,7 +1148,7 @@ def read_txt_documents(path:Path,  # a .txt file
     except UnicodeDecodeError as e: on_error(f"{path}: invalid UTF-8 at byte offset {e.start} ({e.reason})")
     else: yield text, source, len(raw)
 
-# %% ../nbs/03_chunking.ipynb #cd9b454b
+# %% ../nbs/03_chunking.ipynb #8a0580ac
 def _lone_surrogate(t:str):
     "Index of the first lone surrogate in `t` (JSON allows `\\ud800`; no tokenizer takes it), or None."
     try:
@@ -1176,7 +1176,7 @@ def read_jsonl_documents(path:Path,  # a .jsonl file
                 _skip(counts, f"{path}:{lineno}: source field {source_field!r} missing or not a string", errors)
             else: yield t, (source if source_field is None else rec[source_field]), nbytes
 
-# %% ../nbs/03_chunking.ipynb #44e71b67
+# %% ../nbs/03_chunking.ipynb #10fd4529
 def iter_documents(path:str|Path,  # a .txt or .jsonl file
                    field:str='text',  # JSONL field holding the text
                    errors:str='strict',  # 'strict' (raise on bad input) or 'skip' (count and go on)
@@ -1205,7 +1205,7 @@ def iter_documents(path:str|Path,  # a .txt or .jsonl file
         c['empty_files'] += 1
         if len(c['warnings']) < 20: c['warnings'].append(f"{path}: no non-empty documents")
 
-# %% ../nbs/03_chunking.ipynb #3dc4b41c
+# %% ../nbs/03_chunking.ipynb #6f45d3e3
 def check_corpus_inputs(inputs:list,  # .txt / .jsonl files
                         workers:int  # processes asked for
                        )->list:
@@ -1218,7 +1218,7 @@ def check_corpus_inputs(inputs:list,  # .txt / .jsonl files
     if not isinstance(workers, int) or workers < 1: raise InputError(f"workers must be an int >= 1, got {workers!r}")
     return inputs
 
-# %% ../nbs/03_chunking.ipynb #d0ed6bf2
+# %% ../nbs/03_chunking.ipynb #cbba22e2
 def _batches(inputs, counts, batch_bytes, **kw):
     texts, srcs, nb = [], [], 0
     for path in inputs:
@@ -1247,7 +1247,7 @@ def chunk_batches_serial(batches,  # an iterable of `(texts, sources, nbytes)`
             prev = (texts, srcs, nb, fut)
         if prev: consume(chunk_texts(prev[0], tk, config, dtype, prev[3].result()), *prev[1:3])
 
-# %% ../nbs/03_chunking.ipynb #edd83db9
+# %% ../nbs/03_chunking.ipynb #eb7ee69b
 _W = {}
 
 def _worker_init(tok_json, bos_id, eos_id, vocab_size, name, cfg, dtype, threads):
@@ -1280,7 +1280,7 @@ def chunk_batches_parallel(batches,  # an iterable of `(texts, sources, nbytes)`
             r, s_, n_ = pending.popleft()
             consume(r.get(), s_, n_)
 
-# %% ../nbs/03_chunking.ipynb #03f2160b
+# %% ../nbs/03_chunking.ipynb #d2e162a3
 def corpus_summary(out:str|Path,  # the output prefix
                    counts:dict,  # `reading_counts` after reading every input
                    stats:dict,  # the chunking counts, summed over the batches (keys of `_STAT_KEYS`)
@@ -1307,7 +1307,7 @@ def format_summary(s:dict)->str:
             ('output', f"{s['out']}.bin/.idx in {s['seconds']:.1f}s with {s['workers']} worker(s)")]
     return '\n'.join(f"{k:>10}  {v}" for k, v in rows + [('warning', x) for x in s['warnings']])
 
-# %% ../nbs/03_chunking.ipynb #3cea7d00
+# %% ../nbs/03_chunking.ipynb #2971e656
 def chunk_corpus(inputs:list,  # .txt / .jsonl files
                  tokenizer,  # anything `as_tokenizer` accepts
                  out:str|Path,  # output prefix: writes out.bin, out.idx and out.summary.json
@@ -1352,7 +1352,7 @@ def chunk_corpus(inputs:list,  # .txt / .jsonl files
     write_json(_prefix(out).with_name(_prefix(out).name + '.summary.json'), summary)
     return summary
 
-# %% ../nbs/03_chunking.ipynb #836b7bc5
+# %% ../nbs/03_chunking.ipynb #d23e34ef
 def world_articles(world,  # a `World`
                    per_article:int=10,  # paragraphs joined into one article
                    repeats:int|None=None  # passed to `pretrain_documents`
@@ -1362,7 +1362,7 @@ def world_articles(world,  # a `World`
     for d in pretrain_documents(world, repeats=repeats): by.setdefault(d['lang'], []).append(d['text'])
     return [{'lang': lang, 'text': '\n\n'.join(ps[i:i + per_article])} for lang, ps in by.items() for i in range(0, len(ps), per_article)]
 
-# %% ../nbs/03_chunking.ipynb #288df805
+# %% ../nbs/03_chunking.ipynb #2fce853c
 def compare_modes(texts:list,  # documents
                   tokenizer,  # anything `as_tokenizer` accepts
                   max_len:int=1024,  # the window
@@ -1392,7 +1392,7 @@ def plot_chunk_lengths(rows:list,  # from `compare_modes`
     fig.tight_layout()
     return fig
 
-# %% ../nbs/03_chunking.ipynb #697ccc04
+# %% ../nbs/03_chunking.ipynb #c7966532
 def _corpus_arguments(p:argparse.ArgumentParser  # from `config_parser(ChunkConfig, ...)`
                      )->argparse.ArgumentParser:
     "Add the arguments of `knowlm-nb chunk` that are not `ChunkConfig` fields: the corpus, the tokenizer, the output."
@@ -1424,7 +1424,7 @@ def cli_chunk(argv:list|None=None  # command-line arguments (default: sys.argv[1
         return 0
     return run_command('knowlm-nb chunk', lambda: print(format_summary(chunk_corpus(**run))))
 
-# %% ../nbs/03_chunking.ipynb #d83ed575
+# %% ../nbs/03_chunking.ipynb #f58c31a6
 def pipeline_chunking(report, ctx:dict):
     "Pipeline stage: chunk the world's pretraining documents into `out/chunks/pretrain.{bin,idx}`; compare with KnowLM's packing."
     from knowlm_nb.core import write_jsonl
@@ -1455,7 +1455,7 @@ def pipeline_chunking(report, ctx:dict):
     for k in ('documents', 'chunks', 'tokens', 'fill_ratio', 'dropped_tokens'): report.metric('chunking', k, s[k])
     report.metric('chunking', 'knowlm_duplicated_tokens', rows[1]['duplicated'])
 
-# %% ../nbs/03_chunking.ipynb #005c4108
+# %% ../nbs/03_chunking.ipynb #e58346b6
 _COLOURS = ['#fde2e4', '#e2ece9', '#dfe7fd', '#fff1c1', '#e8dff5', '#d7f9f1']
 
 def render_chunks(text:str, tokenizer, config:ChunkConfig)->str:
