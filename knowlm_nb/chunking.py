@@ -14,7 +14,8 @@ __all__ = ['BULK_TOKENS', 'STREAM_CHARS', 'STREAM_OVERLAP', 'LONG_DOCUMENT', 'se
            'open_index', 'merge_indexed', 'mixture_indices', 'reading_counts', 'read_txt_documents',
            'read_jsonl_documents', 'iter_documents', 'check_corpus_inputs', 'chunk_batches_serial',
            'chunk_batches_parallel', 'corpus_summary', 'format_summary', 'chunk_corpus', 'world_articles',
-           'compare_modes', 'plot_chunk_lengths', 'cli_chunk', 'pipeline_chunking', 'render_chunks', 'chunk_demo']
+           'compare_modes', 'plot_chunk_lengths', 'cli_chunk', 'pipeline_chunking', 'unseen_characters', 'unseen_note',
+           'mark_byte_pieces', 'render_chunks', 'chunk_demo']
 
 # %% ../nbs/03_chunking.ipynb #48cce9ef
 import os, re, json, math, time, pickle, shutil, struct, bisect, tempfile, argparse, itertools, contextlib
@@ -1455,6 +1456,32 @@ def pipeline_chunking(report, ctx:dict):
     for k in ('documents', 'chunks', 'tokens', 'fill_ratio', 'dropped_tokens'): report.metric('chunking', k, s[k])
     report.metric('chunking', 'knowlm_duplicated_tokens', rows[1]['duplicated'])
 
+# %% ../nbs/03_chunking.ipynb #800d70c6
+def unseen_characters(tokenizer,  # any fast tokenizer (see `as_tokenizer`)
+                      text:str  # what a learner typed
+                     )->list:
+    "The characters of `text` the tokenizer has no whole token for (it splits each into byte pieces), in order of first use."
+    tk = as_tokenizer(tokenizer)
+    return [ch for ch in dict.fromkeys(text) if not ch.isspace() and not any(ch in tk.decode([t]) for t in tk.encode(ch))]
+
+# %% ../nbs/03_chunking.ipynb #03ff5058
+def unseen_note(tokenizer,  # any fast tokenizer (see `as_tokenizer`)
+                text:str,  # what a learner typed
+                most:int=12  # name at most this many characters
+               )->str:
+    "One line naming the characters of `text` the tokenizer never saw whole; '' when there are none."
+    chars = unseen_characters(tokenizer, text)
+    if not chars: return ''
+    more = f" and {len(chars) - most} more" if len(chars) > most else ''
+    return (f"not in the tokenizer's vocabulary: {' '.join(chars[:most])}{more} (each is split into byte pieces, "
+            "which a model trained with this tokenizer seldom or never saw)")
+
+# %% ../nbs/03_chunking.ipynb #44cb9cd0
+def mark_byte_pieces(text:str  # decoded model output
+                    )->str:
+    "`text` with each run of U+FFFD (byte pieces that make no character) shown as `⟨bytes⟩`."
+    return re.sub('\ufffd+', '⟨bytes⟩', text)
+
 # %% ../nbs/03_chunking.ipynb #e58346b6
 _COLOURS = ['#fde2e4', '#e2ece9', '#dfe7fd', '#fff1c1', '#e8dff5', '#d7f9f1']
 
@@ -1472,22 +1499,32 @@ def render_chunks(text:str, tokenizer, config:ChunkConfig)->str:
                      f'<b>{i}</b> <small>({len(c)} tokens)</small> {html.escape(body)}</div>')
     return f'<div>{len(chunks)} chunks, {sum(map(len, chunks))} tokens</div>' + ''.join(lines)
 
-def chunk_demo(tokenizer=None  # default: the world tokenizer
+def chunk_demo(tokenizer=None,  # default: the world tokenizer
+               text:str|None=None  # the starting text (default: three facts about the running example's person, in Chinese then English)
               ):
     "An ipywidgets box: paste text, choose `max_len` and the mode, see the chunk boundaries coloured."
+    import html
     import ipywidgets as W
-    if tokenizer is None:
-        from knowlm_nb.models import world_tokenizer
-        tokenizer = world_tokenizer()
-    tk = as_tokenizer(tokenizer)
-    box = W.Textarea(value='卡洛·仁米出生于萨托城。他在1890年发明了蒸汽织机。“好！”他说。Kalo Renmi was born in Sator. Dr. Renmi founded the Sator Institute.',
-                     layout=W.Layout(width='95%', height='90px'))
+    from knowlm_nb.models import world_tokenizer, example_fact
+    from knowlm_nb.world import verbalise
+    tk = as_tokenizer(tokenizer if tokenizer is not None else world_tokenizer())
+    if text is None:
+        world = make_world()
+        ex = example_fact(world)
+        facts = [ex] + [f for f in world.facts if f.s == ex.s and f != ex][:2]
+        text = ''.join(verbalise(world, f, 'zh')['text'] for f in facts) + ' '.join(verbalise(world, f, 'en')['text'] for f in facts)
+    box = W.Textarea(value=text, layout=W.Layout(width='95%', height='90px'))
     ml = W.IntSlider(value=16, min=3, max=256, description='max_len')
     mode = W.ToggleButtons(options=['greedy', 'knowlm'], description='mode')
     out = W.HTML()
     def show(*_):
-        try: out.value = render_chunks(box.value, tk, ChunkConfig(max_len=ml.value, mode=mode.value, min_len=1))
-        except ValueError as e: out.value = f'<span style="color:#b00">{e}</span>'
+        if not box.value.strip():
+            out.value = '<i>type or paste some text: its chunks appear here</i>'
+            return
+        try: body = mark_byte_pieces(render_chunks(box.value, tk, ChunkConfig(max_len=ml.value, mode=mode.value, min_len=1)))
+        except ValueError as e: body = f'<span style="color:#b00">{html.escape(str(e))}</span>'
+        note = unseen_note(tk, box.value)
+        out.value = (f'<div style="color:#b00">{html.escape(note)}</div>' if note else '') + body
     for w in (box, ml, mode): w.observe(show, 'value')
     show()
     return W.VBox([box, W.HBox([ml, mode]), out])

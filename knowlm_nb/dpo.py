@@ -12,7 +12,7 @@ __all__ = ['PERTURBATIONS', 'KNOWTUNING_PERTURBATIONS', 'TINY_DPO_RECIPE', 'cli_
            'preference_accuracy', 'tiny_dpo_path', 'tiny_dpo', 'dpo_comparison', 'plot_dpo_training', 'plot_preference',
            'pair_view', 'dpo_demo', 'pipeline_dpo']
 
-# %% ../nbs/06_dpo.ipynb #a88fba13
+# %% ../nbs/06_dpo.ipynb #1a875ae4
 import os, re, json, random, shutil, dataclasses, unicodedata, contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +25,7 @@ from .sft import (SFTConfig, build_prompt, ANSWER_MARK, split_answer, parse_fact
                            tiny_sft_path, merge_adapter, sft_model_and_tokenizer, resolve_template)
 from .pretrain import tiny_lm_path
 
-# %% ../nbs/06_dpo.ipynb #6a2d23ee
+# %% ../nbs/06_dpo.ipynb #92be238c
 PERTURBATIONS = ('deletion', 'revision', 'shuffle', 'off_topic')
 KNOWTUNING_PERTURBATIONS = PERTURBATIONS[:3]
 _REL_ORDER = {r: i for i, r in enumerate(RELATIONS)}
@@ -108,7 +108,7 @@ def knowledge_pairs(world=None,  # the world (default: seed 0)
             out.append({**base, 'rejected': rej, 'perturbation': kind, 'detail': detail})
     return out
 
-# %% ../nbs/06_dpo.ipynb #69de35e1
+# %% ../nbs/06_dpo.ipynb #5f6ffd1f
 def answer_facts(world, text:str, lang:str)->list:
     "The triples the sentences before the answer marker state (None for a sentence that is no fact of the world)."
     body = split_answer(text)[0]
@@ -144,7 +144,7 @@ def check_pair(world, pair:dict)->str:
     if not ok: raise ValueError(f"{kind} pair does not differ by one {kind}: {c} -> {ca!r} vs {r} -> {ra!r}")
     return kind
 
-# %% ../nbs/06_dpo.ipynb #249ddb27
+# %% ../nbs/06_dpo.ipynb #5f9a5abb
 def write_pairs(out:str|Path,  # output directory
                 pairs:list  # from `knowledge_pairs`
                )->dict:
@@ -173,7 +173,7 @@ def read_pairs(path:str|Path  # a JSONL file of `prompt`, `chosen`, `rejected` r
     if not out: raise DataFormatError(f"{p}: no pairs")
     return out
 
-# %% ../nbs/06_dpo.ipynb #f2f8d507
+# %% ../nbs/06_dpo.ipynb #5d023e5a
 @dataclass
 class DPOTrainConfig(SFTConfig):
     "Everything a DPO run depends on: the SFT stage's fields and the preference ones."
@@ -213,7 +213,7 @@ def knowtuning_dpo_recipe(**overrides)->DPOTrainConfig:
 TINY_DPO_RECIPE = dict(model='tiny_sft', n_facts=2, epochs=1, batch_size=8, grad_accum=1, lr=2e-4, beta=0.5, max_len=256, warmup_steps=10,
                        scheduler='linear', lora_r=16, lora_alpha=32, lora_dropout=0.0, loss_weights=[1.0, 1.0], logging_steps=10, seed=0)
 
-# %% ../nbs/06_dpo.ipynb #4b1bf934
+# %% ../nbs/06_dpo.ipynb #cbda32c7
 def tiny_sft_merged_path(world_seed:int=0,  # which toy world
                          context_facts:int=1  # supporting facts before the asked one in the SFT answers
                         )->Path:
@@ -274,7 +274,7 @@ def preference_rows(pairs:list, tokenizer,
     if not rows: raise DataFormatError(f"{source}: none of the {len(pairs)} pairs fits max_len={max_len}")
     return rows, report
 
-# %% ../nbs/06_dpo.ipynb #be1997c0
+# %% ../nbs/06_dpo.ipynb #31abef07
 def shared_dataset(rows:list,  # the training rows
                    where:Path  # a directory every rank can read (under the run's output)
                   ):
@@ -325,7 +325,7 @@ def dpo(config:DPOTrainConfig|None=None,  # the recipe
     if cfg.merge and int(os.environ.get('RANK', '0')) == 0: merge_adapter(r.out/'final', r.out/'merged', base=facts['start'])
     return r
 
-# %% ../nbs/06_dpo.ipynb #48f7ad44
+# %% ../nbs/06_dpo.ipynb #b9b242ff
 def answer_logprobs(model, tokenizer, pairs:list,  # dicts with 'prompt', 'chosen', 'rejected' (and 'question' for the chat template)
                     batch_size:int=16,  # sequences per forward pass
                     template:str='alpaca'  # the prompt template, as in training
@@ -373,7 +373,7 @@ def preference_accuracy(model, tokenizer, pairs:list,  # held-out pairs with 'pe
                      'margin': round(float(margin[idx].mean()), 3)}
     return res
 
-# %% ../nbs/06_dpo.ipynb #429c8d3e
+# %% ../nbs/06_dpo.ipynb #5d2c2146
 def tiny_dpo_path(world_seed:int=0,  # which toy world
                   **overrides  # fields of `DPOTrainConfig` that differ from `TINY_DPO_RECIPE`
                  )->Path:
@@ -388,7 +388,7 @@ def tiny_dpo(world_seed:int=0, device:str='cpu', **overrides)->tuple:
     from knowlm_nb.sft import load_sft_model
     return load_sft_model(tiny_dpo_path(world_seed, **overrides), str(tiny_sft_merged_path(world_seed)), device=device)
 
-# %% ../nbs/06_dpo.ipynb #16dbff3b
+# %% ../nbs/06_dpo.ipynb #22ba6acd
 def dpo_comparison(start, policy, tokenizer, world=None,  # start: the model before DPO (None: the policy with its adapter disabled)
                    beta:float=TINY_DPO_RECIPE['beta'],  # the run's DPO temperature (scales the margins)
                    n_facts:int=TINY_DPO_RECIPE['n_facts'],  # the run's answer shape
@@ -448,7 +448,7 @@ def plot_preference(pref_rows:list, title:str='held-out preference accuracy'):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/06_dpo.ipynb #5239a718
+# %% ../nbs/06_dpo.ipynb #429a125a
 def _mark(text, sentence):
     import html
     t = html.escape(text).replace('\n', '<br>')
@@ -479,7 +479,7 @@ def dpo_demo(policy=None, tokenizer=None, pairs:list|None=None):
     show()
     return W.VBox([pick, out])
 
-# %% ../nbs/06_dpo.ipynb #0cab2bef
+# %% ../nbs/06_dpo.ipynb #66273c50
 def _run_dpo(cfg:DPOTrainConfig):
     "Train, then print one line of summary (on rank 0)."
     r = dpo(cfg)

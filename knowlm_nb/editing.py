@@ -676,15 +676,16 @@ def edit_demo(model, tok, requests:list,  # the requests a learner can choose fr
     "An ipywidgets demo: choose a request, a new object and a method; see greedy answers before and after the edit."
     import ipywidgets as W
     from knowlm_nb.models import generate as gen
+    from knowlm_nb.chunking import unseen_note, mark_byte_pieces
     pick = W.Dropdown(options=[(f"{r['prompt']} → {r['target_new']}", i) for i, r in enumerate(requests)], description='fact')
     new = W.Text(value=requests[0]['target_new'], description='new object')
     method = W.ToggleButtons(options=EDIT_METHODS, description='method')
     run = W.Button(description='edit')
-    out = W.HTML()
+    out = W.HTML('<i>choose a fact, type its new object, pick a method and press <b>edit</b></i>')
     pick.observe(lambda ch: setattr(new, 'value', requests[ch['new']]['target_new']), names='value')
     def answers(r, prefix=''):
         qs = [('edit prompt', r['prompt']), ('paraphrase', r.get('rephrase_prompt')), ('unrelated', r.get('locality_prompt')), ('2-hop', r.get('portability_prompt'))]
-        return [(k, q, gen(model, tok, prefix + q, max_new_tokens=8)[0]) for k, q in qs if q]
+        return [(k, q, mark_byte_pieces(gen(model, tok, prefix + q, max_new_tokens=8)[0])) for k, q in qs if q]
     def go(_=None):
         import html
         if not new.value.strip():
@@ -700,8 +701,8 @@ def edit_demo(model, tok, requests:list,  # the requests a learner can choose fr
         finally:
             if res.handle: res.handle.restore()  # every click starts from the original weights
         rows = ''.join(f"<tr><td>{k}</td><td>{html.escape(q)}</td><td>{html.escape(x)}</td><td>{html.escape(y)}</td></tr>" for (k, q, x), (_, _, y) in zip(b, a))
-        s = res.rows[0]
-        out.value = (f"<table><tr><th></th><th>prompt</th><th>before</th><th>after ({method.value})</th></tr>{rows}</table>"
+        s, note = res.rows[0], unseen_note(tok, r['target_new'])
+        out.value = ((f'<div style="color:#b00">{html.escape(note)}</div>' if note else '') + f"<table><tr><th></th><th>prompt</th><th>before</th><th>after ({method.value})</th></tr>{rows}</table>"
                      f"<p>rewrite {s['rewrite']:.2f} · locality {s['locality']:.2f} · portability {s['portability']:.2f} (teacher-forced)</p>")
     run.on_click(go)
     box = W.VBox([pick, new, method, run, out])

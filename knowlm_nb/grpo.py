@@ -11,7 +11,7 @@ __all__ = ['THINK_INSTRUCTION', 'THINK_TAGS', 'REWARD_NAMES', 'TINY_GRPO_RECIPE'
            'grpo', 'tiny_grpo_path', 'tiny_grpo', 'plot_grpo_training', 'reward_windows', 'grpo_comparison',
            'plot_grades', 'grpo_demo', 'pipeline_grpo']
 
-# %% ../nbs/12_grpo.ipynb #272abcd4
+# %% ../nbs/12_grpo.ipynb #99067970
 import os, random, dataclasses, contextlib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,12 +19,13 @@ from pathlib import Path
 from .core import ConfigError, DataFormatError, iter_jsonl, read_json, merge_config, config_command, cached_build, write_jsonl
 from .world import make_world, knowrl_items, LANGS
 from .models import generate, n_params
+from .chunking import mark_byte_pieces
 from .training import TrainResult, run_trainer, cached_training, resolve_gpu_options
 from .sft import SFTConfig, sft, knowtuning_records, split_answer, build_prompt, sft_model_and_tokenizer, resolve_template, merge_adapter, load_sft_model, LORA_TARGETS
 from .dpo import tiny_sft_merged_path, model_prompt, shared_dataset
 from .rewards import KnowRLScorer, format_reward, world_kb, ChatJudge, NLIVerifier, rewards_demo
 
-# %% ../nbs/12_grpo.ipynb #c7850163
+# %% ../nbs/12_grpo.ipynb #5f630c83
 THINK_INSTRUCTION = {'en': "Reason step by step inside <think> </think>, then give only the final answer inside <answer> </answer>. "
                            "If you do not know the answer, answer exactly: I don't know.",
                      'zh': "先在 <think> </think> 中逐步推理，再在 <answer> </answer> 中只给出最终答案。如果不知道答案，请直接回答：我不知道。"}
@@ -68,7 +69,7 @@ def read_grpo_items(path:str|Path  # a JSONL file: `question` (or `prompt`) per 
     if not out: raise DataFormatError(f"{p}: no items")
     return out
 
-# %% ../nbs/12_grpo.ipynb #61686be9
+# %% ../nbs/12_grpo.ipynb #9616680e
 REWARD_NAMES = ('format', 'combined', 'factuality', 'rhyme', 'tones', 'rhymes', 'antithesis', 'length')
 
 @dataclass
@@ -129,7 +130,7 @@ def knowrl_grpo_recipe(**overrides)->GRPOTrainConfig:
 TINY_GRPO_RECIPE = dict(model='tiny_cold_start', splits=['validation'], rewards=['format', 'combined'], num_generations=8, batch_size=64, grad_accum=1,
                         max_steps=40, lr=2e-3, beta=0.04, temperature=0.7, max_completion_len=64, lora_r=16, lora_alpha=32, logging_steps=5, seed=0)
 
-# %% ../nbs/12_grpo.ipynb #27085482
+# %% ../nbs/12_grpo.ipynb #3be9714c
 TINY_COLD_START_RECIPE = dict(epochs=8, batch_size=16, grad_accum=1, lr=5e-3, max_len=256, warmup_steps=10, scheduler='linear', lora_r=16,
                               lora_alpha=32, lora_dropout=0.0, train_tokens=THINK_TAGS, logging_steps=20, seed=0)
 
@@ -148,7 +149,7 @@ def tiny_cold_start_path(world_seed:int=0,  # which toy world
     adapter = cached_training('tiny_cold_start_adapter', recipe, train, version=1)
     return cached_build('tiny_cold_start', {'adapter': str(adapter), 'version': 1}, lambda d: merge_adapter(adapter, d/'model', base=start))/'model'
 
-# %% ../nbs/12_grpo.ipynb #2569665f
+# %% ../nbs/12_grpo.ipynb #079aa838
 def policy_prompt(item:dict, tokenizer, template:str='alpaca', instruction:bool=False)->str:
     "The prompt text of one item as the policy sees it (BOS written out when the tokenizer adds none, as TRL tokenizes it)."
     q = item.get('question') or item.get('prompt') or ''
@@ -174,7 +175,7 @@ def knowrl_eval(model, tokenizer, items:list,  # KnowRL items (question, answers
             'no_answer': g['NO_ANSWER'] / n, 'format_ok': sum(f > 0 for f in fmt) / n, 'format_reward': sum(fmt) / n,
             'combined_reward': sum(r['reward'] for r in res) / n, 'completions': outs}
 
-# %% ../nbs/12_grpo.ipynb #994af403
+# %% ../nbs/12_grpo.ipynb #d776e1d6
 def reward_functions(cfg:GRPOTrainConfig)->list:
     "The config's reward functions, in order, with TRL's signature."
     need_scorer = any(r in ('combined', 'factuality') for r in cfg.rewards)
@@ -236,7 +237,7 @@ def grpo(config:GRPOTrainConfig|None=None,  # the recipe
     r.record.update(facts)
     return r
 
-# %% ../nbs/12_grpo.ipynb #3a0d7ec2
+# %% ../nbs/12_grpo.ipynb #3b766268
 def tiny_grpo_path(world_seed:int=0,  # which toy world
                    **overrides  # fields of `GRPOTrainConfig` that differ from `TINY_GRPO_RECIPE`
                   )->Path:
@@ -250,7 +251,7 @@ def tiny_grpo(world_seed:int=0, device:str='cpu', **overrides)->tuple:
     "The tiny cold-start model with its cached GRPO adapter: `(model, tokenizer)` (the adapter disabled, it is the cold start)."
     return load_sft_model(tiny_grpo_path(world_seed, **overrides), str(tiny_cold_start_path(world_seed)), device=device)
 
-# %% ../nbs/12_grpo.ipynb #436abf86
+# %% ../nbs/12_grpo.ipynb #d2d492c8
 def plot_grpo_training(log_history:list, title:str='GRPO'):
     "Reward per component, the grade shares, the share of groups with no reward spread, and KL, against the step."
     import matplotlib.pyplot as plt
@@ -284,7 +285,7 @@ def reward_windows(log_history:list, key:str='rewards/combined_reward/mean', sha
     k = max(1, int(len(v) * share))
     return sum(v[:k]) / k, sum(v[-k:]) / k
 
-# %% ../nbs/12_grpo.ipynb #e5ec27d3
+# %% ../nbs/12_grpo.ipynb #69b30424
 def grpo_comparison(policy, tokenizer, world=None,  # policy: the cold start with its GRPO adapter (disabled: the cold start)
                     splits:tuple=('test',), scorer:KnowRLScorer|None=None, template:str='alpaca', instruction:bool=False)->list:
     "Rows for the cold start (adapter off) and the GRPO policy on the items of `splits`: grade shares, format, mean combined reward."
@@ -310,16 +311,17 @@ def plot_grades(rows:list, title:str='held-out questions'):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/12_grpo.ipynb #1142ff61
+# %% ../nbs/12_grpo.ipynb #bb06227a
 def grpo_demo(policy=None, tokenizer=None, template:str='alpaca', temperature:float=0.7):
     "The rewards demo of `11_rewards` with a sampler from the GRPO policy."
     if policy is None: policy, tokenizer = tiny_grpo()
     def sample(question):
         p = policy_prompt({'question': question}, tokenizer, template)
-        return generate(policy, tokenizer, p, max_new_tokens=64, do_sample=True, temperature=temperature, add_bos=False, seed=random.randrange(1 << 30))[0]
+        out = generate(policy, tokenizer, p, max_new_tokens=64, do_sample=True, temperature=temperature, add_bos=False, seed=random.randrange(1 << 30))[0]
+        return mark_byte_pieces(out)  # a character cut by the token limit shows as ⟨bytes⟩, not U+FFFD
     return rewards_demo(KnowRLScorer(world_kb()), grpo_items(splits=('test',)), sample=sample)
 
-# %% ../nbs/12_grpo.ipynb #3631623f
+# %% ../nbs/12_grpo.ipynb #d4e141a0
 def _run_grpo(cfg:GRPOTrainConfig):
     "Train, then print one line of summary (on rank 0)."
     r = grpo(cfg)

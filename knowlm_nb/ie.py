@@ -14,15 +14,16 @@ __all__ = ['TASKS', 'SPLIT_NUM', 'INSTRUCTIONS', 'ONEKE_SYSTEM', 'IE_TEMPLATES',
            'mix_examples', 'ie_training_records', 'tiny_ie_path', 'ie_evaluation', 'plot_ie_scores',
            'iepile_sft_recipe', 'pipeline_ie', 'highlight_html', 'ie_answerer', 'ie_demo']
 
-# %% ../nbs/07_ie.ipynb #a691f318
+# %% ../nbs/07_ie.ipynb #795bc13f
 import re, json, random, hashlib, unicodedata, argparse
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from .core import InputError, DataFormatError, ConfigError, iter_jsonl, write_jsonl, system_exit_code, run_command
 from .world import make_world, ie_examples, RELATIONS, EVENTS
+from .chunking import unseen_note, mark_byte_pieces
 
-# %% ../nbs/07_ie.ipynb #6e6861d8
+# %% ../nbs/07_ie.ipynb #5756cfdf
 TASKS = ('NER', 'RE', 'EE', 'EET', 'EEA')
 SPLIT_NUM = {'NER': 6, 'RE': 4, 'EE': 4, 'EET': 4, 'EEA': 4}  # labels per prompt (IEPile's recommended values)
 
@@ -58,7 +59,7 @@ def check_schema(task:str,  # one of TASKS
     if dup: raise SchemaError(f"{task} schema repeats {', '.join(map(repr, dup))}")
     return out
 
-# %% ../nbs/07_ie.ipynb #e13658ff
+# %% ../nbs/07_ie.ipynb #3f8da3a2
 def split_schema(labels:list,  # schema items, in order
                  split_num:int  # labels per group (-1: no split)
                 )->list:
@@ -88,7 +89,7 @@ def sample_negatives(positive:list,  # labels with an answer in the text
     picked = set(rng.sample(negatives, min(k, len(negatives))))
     return [l for l in labels if l in pos or l in picked]
 
-# %% ../nbs/07_ie.ipynb #f2371601
+# %% ../nbs/07_ie.ipynb #927125ec
 def sample_hard_negatives(positive:list,  # labels with an answer in the text
                           labels:list,  # every label of the schema, in order
                           similar:dict,  # label -> labels it is confused with (the similarity dictionary)
@@ -113,7 +114,7 @@ def world_similar_relations()->dict:
     "A similarity dictionary for the world's relations: those whose objects have one type (all answer with a year, a city, ...)."
     return {r.name: [q.name for q in RELATIONS.values() if q.name != r.name and q.obj == r.obj] for r in RELATIONS.values()}
 
-# %% ../nbs/07_ie.ipynb #319b37d8
+# %% ../nbs/07_ie.ipynb #1f5811a4
 INSTRUCTIONS = {
     'NER': {'en': "Extract every entity of the types in the schema from the input. Answer with a JSON object whose keys are the schema's types, in order, each with the list of entity strings found; use [] for a type with none.",
             'zh': "从输入中抽取属于schema中各类型的所有实体。以JSON对象回答：键为schema中的类型（按原顺序），值为找到的实体字符串列表；某类型没有实体时给出[]。"},
@@ -148,7 +149,7 @@ def oneke_prompt(prompt:str,  # from `ie_prompt`
     if system is None and lang not in ONEKE_SYSTEM: raise ConfigError(f"no default OneKE system prompt for lang {lang!r} (have: en, zh): pass system=")
     return f"<s>[INST] <<SYS>>\n{system or ONEKE_SYSTEM[lang]}\n<</SYS>>\n\n{prompt} [/INST]"
 
-# %% ../nbs/07_ie.ipynb #8837ed2b
+# %% ../nbs/07_ie.ipynb #18d1cb5e
 def world_schema(task:str, world=None)->list:
     "The world's schema for a task: entity types, relations, or event types with their roles."
     if task == 'NER': return sorted({e.type for e in (world or make_world()).entities.values() if e.type != 'year'} | {'year'})
@@ -220,7 +221,7 @@ def world_ie_records(task:str, world=None,
             out.append(rec)
     return out
 
-# %% ../nbs/07_ie.ipynb #5d833a26
+# %% ../nbs/07_ie.ipynb #52da67cf
 @dataclass
 class IEParse:
     "One parsed output: the answer by label (None when unreadable), what was repaired or dropped, strings absent from the input."
@@ -339,7 +340,7 @@ def strings_of(task:str, result:dict)->list:
                 for v in args.values(): out += [x for x in (v if isinstance(v, list) else [v]) if x != 'NAN']
     return out
 
-# %% ../nbs/07_ie.ipynb #ab9f1ee4
+# %% ../nbs/07_ie.ipynb #1afcd198
 def _note_kind(note:str)->str:
     "A repair note without its label and values, for counting."
     return re.sub(r"'[^']*'|\{.*\}", '…', re.sub(r"^[^:{']+: ", '', note))
@@ -457,7 +458,7 @@ def score_records(records:list,  # IEPile records: `id`, `label` (JSON list), `o
         else: res[kind] = block
     return res
 
-# %% ../nbs/07_ie.ipynb #f82da312
+# %% ../nbs/07_ie.ipynb #c3450be9
 _TUPLE = re.compile(r'[(（]\s*([^,，()（）]+?)\s*[,，]\s*([^,，()（）]+?)\s*[,，]\s*([^,，()（）]+?)\s*[)）]')
 
 def parse_tuples(text:str  # an answer in the older tuple format
@@ -489,7 +490,7 @@ def ccks_score(f1:float,  # micro F1 in [0, 1]
     r = sum(rouge2(p, g) for p, g in zip(pred_texts, gold_texts)) / max(len(gold_texts), 1)
     return 0.5 * f1 + 0.5 * r
 
-# %% ../nbs/07_ie.ipynb #e5b8e744
+# %% ../nbs/07_ie.ipynb #dc5697cd
 def read_ie_records(path:str|Path,  # an IEPile JSONL file
                     need_output:bool=False,  # every record must have a string `output`
                     need_instruction:bool=False  # every record must have its prompt (`instruction`), as prediction needs
@@ -643,7 +644,7 @@ def cli_ie(argv:list|None=None  # arguments after `knowlm-nb ie`
     except SystemExit as err: return system_exit_code(err)
     return run_command('knowlm-nb ie', lambda: {'build': _ie_build, 'predict': _ie_predict, 'score': _ie_score}[a.cmd](a))
 
-# %% ../nbs/07_ie.ipynb #5a92406d
+# %% ../nbs/07_ie.ipynb #349ce749
 TINY_IE_TASKS = ('NER', 'RE', 'EE')
 TINY_IE_INSTRUCTIONS = {'NER': 'Extract the entities.', 'RE': 'Extract the relations.', 'EE': 'Extract the events.',
                         'EET': 'Extract the event triggers.', 'EEA': 'Extract the event arguments.'}
@@ -712,7 +713,7 @@ def ie_training_records(tasks:tuple=TINY_IE_TASKS,  # the tasks, each text asked
     random.Random(seed).shuffle(out)
     return out
 
-# %% ../nbs/07_ie.ipynb #2c228352
+# %% ../nbs/07_ie.ipynb #3cf84a00
 TINY_IE_RECIPE = dict(tasks=list(TINY_IE_TASKS), mixed=800, other_worlds=0, instructions=TINY_IE_INSTRUCTIONS,  # data
                       model='tiny_lm', lora=False, lora_r=64, lora_alpha=128, lora_dropout=0.0, lr=2e-3, epochs=3, batch_size=8,
                       grad_accum=1, max_len=512, warmup_steps=20, scheduler='linear', logging_steps=50, seed=0)  # SFT
@@ -748,7 +749,7 @@ def tiny_ie_path(world_seed:int=0,  # which toy world (its tiny pretrained model
         for f in ('build.json', 'log_history.json'): shutil.copy(tuned.parent/f, d/f)
     return cached_build('tiny_ie', {'adapter': str(tuned), 'version': 1}, merge)/'model'
 
-# %% ../nbs/07_ie.ipynb #4f2da00b
+# %% ../nbs/07_ie.ipynb #62cab60e
 def ie_evaluation(model,  # a model path or hub id, or a loaded model
                   tokenizer=None,  # with a loaded model: its tokenizer
                   world=None,  # the world whose held-out texts are asked (default: seed 0)
@@ -796,7 +797,7 @@ def plot_ie_scores(rows:list,  # from `ie_evaluation` (one or more models)
     fig.tight_layout()
     return fig
 
-# %% ../nbs/07_ie.ipynb #b7ce7e8b
+# %% ../nbs/07_ie.ipynb #d3d25c26
 def iepile_sft_recipe(**overrides  # fields of `SFTConfig` to set or change (model, data, out, ...)
                      ):
     "IEPile's LoRA fine-tuning settings as an `SFTConfig`: chat template, r 16, α 32, dropout 0.05, lr 5e-5, 10 epochs, 24 × 4 per device, clip 0.5, cut-off 700."
@@ -806,7 +807,7 @@ def iepile_sft_recipe(**overrides  # fields of `SFTConfig` to set or change (mod
                 max_grad_norm=0.5, max_len=700, precision='auto', template='chat', warmup_steps=0)
     return merge_config(SFTConfig, {**base, **overrides})
 
-# %% ../nbs/07_ie.ipynb #d054f592
+# %% ../nbs/07_ie.ipynb #61e9e4c7
 def pipeline_ie(report,  # the pipeline's `Report`
                 ctx:dict  # the pipeline's shared state (`seed`, optionally `world`)
                ):
@@ -838,7 +839,7 @@ def pipeline_ie(report,  # the pipeline's `Report`
         report.metric('ie', f'{key}_f1_repaired', row['F1 repaired'])
     ctx['tiny_ie'] = path
 
-# %% ../nbs/07_ie.ipynb #9e066972
+# %% ../nbs/07_ie.ipynb #0bbeca84
 def highlight_html(text:str, spans:list)->str:
     "The text as HTML with each found span marked, and the strings that were not found listed after it."
     import html
@@ -857,11 +858,13 @@ def ie_answerer(model,  # a model path or hub id, or a loaded model
                 template:str='alpaca',  # see `wrap_prompt`
                 max_new_tokens:int=192  # most tokens per answer
                ):
-    "`answer(prompt) -> output` for `ie_demo`: a model's greedy answer to one IEPile prompt in a template."
+    "`answer(prompt) -> output` for `ie_demo`: a model's greedy answer to one IEPile prompt in a template (its tokenizer as `answer.tokenizer`)."
     from knowlm_nb.models import generate
     m, tok = _model_and_tokenizer(model, tokenizer)
     wrap_prompt('{}', template, tok)  # a template the tokenizer cannot do fails now, not at the first question
-    return lambda prompt: generate(m, tok, wrap_prompt(prompt, template, tok), max_new_tokens=max_new_tokens)[0]
+    def answer(prompt): return generate(m, tok, wrap_prompt(prompt, template, tok), max_new_tokens=max_new_tokens)[0]
+    answer.tokenizer = tok  # so that the demo can name the characters the model never saw
+    return answer
 
 def ie_demo(answer=None,  # optional `answer(prompt) -> output` (e.g. from `ie_answerer`); without it, write the output by hand
             instructions:dict|None=None,  # task -> instruction wording the model was tuned with (default: ours)
@@ -884,7 +887,8 @@ def ie_demo(answer=None,  # optional `answer(prompt) -> output` (e.g. from `ie_a
             out.value = f"<b>schema or text:</b> {html.escape(str(e))}"
             return
         strict, fixed = parse_output(output.value, task.value, sch, 'strict'), parse_output(output.value, task.value, sch, 'repaired', text.value)
-        out.value = (f"<b>prompt</b><pre>{html.escape(prompt)}</pre><b>strict (IEPile)</b>: {'unreadable' if strict.result is None else html.escape(json.dumps(strict.result, ensure_ascii=False))}"
+        note = unseen_note(answer.tokenizer, text.value) if getattr(answer, 'tokenizer', None) is not None else ''
+        out.value = (f'<div style="color:#b00">{html.escape(note)}</div>' if note else '') + (f"<b>prompt</b><pre>{html.escape(prompt)}</pre><b>strict (IEPile)</b>: {'unreadable' if strict.result is None else html.escape(json.dumps(strict.result, ensure_ascii=False))}"
                      f"<br><b>repaired</b>: {html.escape(json.dumps(fixed.result, ensure_ascii=False))}<br><i>{html.escape('; '.join(fixed.notes))}</i><br>"
                      + (highlight_html(text.value, find_spans(text.value, task.value, fixed.result)) if fixed.result else ''))
     def run(*_):
@@ -893,7 +897,7 @@ def ie_demo(answer=None,  # optional `answer(prompt) -> output` (e.g. from `ie_a
         except Exception as e:
             out.value = f"<b>schema or text:</b> {html.escape(str(e))}"
             return
-        try: output.value = answer(prompt)
+        try: output.value = mark_byte_pieces(answer(prompt))  # a broken character shows as ⟨bytes⟩, not U+FFFD
         except Exception as e:
             out.value = f"<b>the model failed:</b> {html.escape(type(e).__name__ + ': ' + str(e))}"
             return

@@ -11,7 +11,7 @@ __all__ = ['PretrainResult', 'TINY_LM_RECIPE', 'cli_pretrain', 'CausalLMCollator
            'pretraining_samples', 'pretrain', 'plot_training', 'perplexity', 'fact_recall', 'tiny_lm_path', 'tiny_lm',
            'plot_recall', 'top_next_tokens', 'demo_report', 'pretrain_demo', 'pipeline_pretrain']
 
-# %% ../nbs/04_pretraining.ipynb #33c57e1f
+# %% ../nbs/04_pretraining.ipynb #e600b3eb
 import os, math, time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +22,11 @@ from .core import (read_json, iter_jsonl, iter_text_blocks, DataFormatError, Inp
 from .world import WorldConfig, make_world, pretrain_documents, fact_records, LANGS
 from .models import world_tokenizer, tiny_config, build_model, load_model, load_tokenizer, generate
 from .probe import probe_answers
+from .chunking import unseen_note, mark_byte_pieces
 from .training import (VARLEN, TrainConfig, TrainResult, run_trainer, seeded_trainer, resolve_gpu_options, cached_training,
                                 zero_config, ZERO_PRESETS, write_zero_config, launch_command, last_checkpoint, SeededLengthGroupedSampler)
 
-# %% ../nbs/04_pretraining.ipynb #6b0ba078
+# %% ../nbs/04_pretraining.ipynb #9a3eaa3c
 def _token_arrays(samples, max_len):
     "Each sample (ids, or a dict with `input_ids`) as an int64 array, cut to `max_len`; an empty one is an error."
     seqs = [np.asarray(s['input_ids'] if isinstance(s, dict) else s, dtype=np.int64).reshape(-1)[:max_len] for s in samples]
@@ -53,7 +54,7 @@ class CausalLMCollator:
         ids, mask = torch.from_numpy(ids), torch.from_numpy(mask)
         return {'input_ids': ids, 'attention_mask': mask, 'labels': ids.masked_fill(mask == 0, -100)}
 
-# %% ../nbs/04_pretraining.ipynb #4343bfa5
+# %% ../nbs/04_pretraining.ipynb #8dbcf286
 class PackedCollator:
     "Pack a batch's samples into rows of at most `width` tokens, each sample attending only to itself."
     def __init__(self, pad_id:int,  # id that fills the end of a row (never attended to by a sample, never trained on)
@@ -107,7 +108,7 @@ class PackedCollator:
         return {'input_ids': torch.from_numpy(ids), 'position_ids': torch.from_numpy(pos), 'labels': torch.from_numpy(labels),
                 'cu_seq_lens_q': cu_t, 'cu_seq_lens_k': cu_t, 'max_length_q': mx, 'max_length_k': mx}
 
-# %% ../nbs/04_pretraining.ipynb #96592c21
+# %% ../nbs/04_pretraining.ipynb #ad8fa144
 def check_packing(model,  # a causal LM
                   tol:float=1e-3  # largest allowed logit difference between a packed and an unpacked sample
                  )->float:
@@ -130,7 +131,7 @@ def check_packing(model,  # a causal LM
                          f"position ids (sdpa, eager, flex_attention, flash_attention_2)")
     return err
 
-# %% ../nbs/04_pretraining.ipynb #e47ea4ea
+# %% ../nbs/04_pretraining.ipynb #5f4cff2a
 class TokenSamples:
     "A list-like dataset of token-id arrays (what the Trainer iterates)."
     def __init__(self, samples, source:str=''):
@@ -210,7 +211,7 @@ def load_pretraining_data(data,  # index PREFIX, a .jsonl/.txt file, or a list o
     order = mixture_indices(ds, mixture, n_samples or len(ds), seed) if mixture else None
     return _IndexView(ds, order)
 
-# %% ../nbs/04_pretraining.ipynb #e5612026
+# %% ../nbs/04_pretraining.ipynb #e48ec82f
 @dataclass
 class PretrainConfig(TrainConfig):
     "Everything a pretraining run depends on: the shared training fields and the pretraining data and model size."
@@ -247,7 +248,7 @@ def knowlm_recipe(**overrides)->PretrainConfig:
                 save_steps=500, logging_steps=10)
     return merge_config(PretrainConfig, {**base, **overrides})
 
-# %% ../nbs/04_pretraining.ipynb #d0493ac3
+# %% ../nbs/04_pretraining.ipynb #9dfe0e3d
 class PretrainInputError(InputError):
     "The data, tokenizer, model or checkpoint of a pretraining run do not fit together."
 
@@ -273,7 +274,7 @@ def check_run_inputs(model, tokenizer, data, max_len:int, resume_from:str|Path|N
         if diff: raise PretrainInputError(f"checkpoint {resume_from} is of a different model: " +
                                           ', '.join(f"{k} {c.get(k)} != {m.get(k)}" for k in diff))
 
-# %% ../nbs/04_pretraining.ipynb #dbf9b167
+# %% ../nbs/04_pretraining.ipynb #0c1a52a2
 PretrainResult = TrainResult  # what a pretraining run produced (the training core's result)
 
 def pretrain_model_and_tokenizer(cfg:PretrainConfig,  # the run's config
@@ -296,7 +297,7 @@ def pretraining_samples(cfg:PretrainConfig, tokenizer)->TokenSamples:
         return load_pretraining_data(texts, tokenizer, cfg.max_len)
     return load_pretraining_data(cfg.data, tokenizer, cfg.max_len, mixture=cfg.mixture, seed=cfg.seed)
 
-# %% ../nbs/04_pretraining.ipynb #85df89e6
+# %% ../nbs/04_pretraining.ipynb #6ff3f957
 def pretrain(config:PretrainConfig|None=None,  # the recipe
              **overrides  # fields of `PretrainConfig` to change (an unknown name is an error)
             )->TrainResult:
@@ -318,7 +319,7 @@ def pretrain(config:PretrainConfig|None=None,  # the recipe
         return seeded_trainer(Trainer)(model=model, args=args, train_dataset=data, data_collator=collator, processing_class=tok)
     return run_trainer(cfg, make_trainer)
 
-# %% ../nbs/04_pretraining.ipynb #a6956562
+# %% ../nbs/04_pretraining.ipynb #5486a14c
 def plot_training(log_history:list, title:str='pretraining'):
     "Loss and learning rate against the optimizer step, from a Trainer log history."
     import matplotlib.pyplot as plt
@@ -337,7 +338,7 @@ def plot_training(log_history:list, title:str='pretraining'):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/04_pretraining.ipynb #a73658ea
+# %% ../nbs/04_pretraining.ipynb #62aa1b9f
 def perplexity(model, tokenizer, texts:list,  # documents
                max_len:int=256,  # window
                batch_size:int=32  # documents per forward pass
@@ -373,7 +374,7 @@ def fact_recall(model, tokenizer, world=None,  # the world whose facts are probe
              for lang in langs for f in facts for p in f[f'{key}_{lang}']]
     return probe_answers(model, tokenizer, items, batch_size=batch_size, return_items=return_items)
 
-# %% ../nbs/04_pretraining.ipynb #fbb37689
+# %% ../nbs/04_pretraining.ipynb #1f7a0ceb
 TINY_LM_RECIPE = dict(model='tiny-llama', hidden_size=128, n_layers=2, n_heads=4, max_len=256, doc_repeats=4, epochs=110,
                       batch_size=32, group_by_length=False, packing=True, lr=4e-3, warmup_steps=30, logging_steps=20,
                       precision='auto', seed=0)
@@ -391,7 +392,7 @@ def tiny_lm(world_seed:int=0, device:str='cpu', **overrides):
     p = tiny_lm_path(world_seed, **overrides)
     return load_model(p, device=device), load_tokenizer(p)
 
-# %% ../nbs/04_pretraining.ipynb #3e6754d3
+# %% ../nbs/04_pretraining.ipynb #8c491d6e
 def plot_recall(results:dict,  # model name -> {'train': fact_recall(...), 'heldout': fact_recall(...)}
                 title:str='fact recall'):
     "Grouped bars of fact recall per model, template set and language."
@@ -410,7 +411,7 @@ def plot_recall(results:dict,  # model name -> {'train': fact_recall(...), 'held
     fig.tight_layout()
     return fig
 
-# %% ../nbs/04_pretraining.ipynb #fa16df9b
+# %% ../nbs/04_pretraining.ipynb #3090f53e
 def top_next_tokens(model, tokenizer, prompt:str, k:int=10)->list:
     "The `k` most likely next tokens after `prompt`, with probabilities."
     ids = tokenizer(prompt, return_tensors='pt', add_special_tokens=False)['input_ids'].to(next(model.parameters()).device)
@@ -423,9 +424,10 @@ def top_next_tokens(model, tokenizer, prompt:str, k:int=10)->list:
 
 def demo_report(model, tokenizer, prompt:str  # what the user typed
                )->str:
-    "The demo's text for one prompt: the greedy completion and the ten most likely next tokens, or what to type."
+    "The demo's text for one prompt: what the tokenizer never saw, the greedy completion and the ten most likely next tokens; or what to type."
     if not prompt.strip(): return "type a prompt: the model continues it (for example the start of a sentence about the world)"
-    lines = [f"completion: {generate(model, tokenizer, prompt, max_new_tokens=16)[0]!r}"]
+    note = unseen_note(tokenizer, prompt)
+    lines = ([note] if note else []) + [f"completion: {mark_byte_pieces(generate(model, tokenizer, prompt, max_new_tokens=16)[0])!r}"]
     return '\n'.join(lines + [f"  {p:7.4f}  {t!r}" for t, p in top_next_tokens(model, tokenizer, prompt)])
 
 def pretrain_demo(model=None, tokenizer=None,
@@ -442,7 +444,7 @@ def pretrain_demo(model=None, tokenizer=None,
     show()
     return W.VBox([box, out])
 
-# %% ../nbs/04_pretraining.ipynb #cf1505eb
+# %% ../nbs/04_pretraining.ipynb #45bbf0f7
 def _run_pretrain(cfg:PretrainConfig):
     "Train, then print one line of summary (on rank 0)."
     r = pretrain(cfg)
@@ -470,13 +472,16 @@ def pipeline_pretrain(report, ctx:dict):
                      'recall held-out en': round(ho['en'], 3), 'recall held-out zh': round(ho['zh'], 3),
                      'ppl held-out docs': round(perplexity(m, tok, [d['text'] for d in pretrain_documents(w, heldout=True)]), 2)})
     ctx['tiny_lm'] = p
+    ppl0, ppl1 = rows[0]['ppl held-out docs'], rows[1]['ppl held-out docs']
+    ppl_note = (f" Held-out perplexity (ppl held-out docs) is the exponential of the mean next-token loss on documents that state the same "
+                f"facts in phrasings the model never trained on: lower is better, and a uniform guess over the {len(tok):,}-token vocabulary "
+                f"scores {len(tok):,}.")
+    if ppl1 > ppl0: ppl_note += (f" Here it rises with training ({ppl0:,.0f} -> {ppl1:,.0f}): a model this small, which saw three phrasings per "
+                                 "relation, becomes so sure of the next word that an unseen phrasing costs it dearly, while it still completes "
+                                 "part of the held-out prompts (the knowledge is partly tied to subject and relation, not only to the sentence).")
     report.section('Pretraining', f"The tiny Llama ({b['parameters']:,} parameters) trained on the world's documents for {b['steps']} steps "
                    f"({b['tokens']:,} tokens) in {b['seconds']:.0f}s when it was built (this run loaded or built it in {time.perf_counter() - t0:.0f}s). "
-                   "Fact recall = share of facts whose object the model completes greedily, on training and on held-out phrasings."
-                   + (" Held-out perplexity rises with training: a model this small, which saw three phrasings per relation, becomes so "
-                      "sure of the next word that an unseen phrasing costs it dearly, while it still completes part of the held-out prompts "
-                      "(the knowledge is partly tied to subject and relation, not only to the sentence)."
-                      if rows[1]['ppl held-out docs'] > rows[0]['ppl held-out docs'] else ''))
+                   "Fact recall = share of facts whose object the model completes greedily, on training and on held-out phrasings." + ppl_note)
     report.table(rows)
     report.figure(plot_training(hist, 'tiny_lm pretraining'), 'pretrain_loss', 'Loss and learning rate of the tiny model')
     for k, v in rows[1].items():

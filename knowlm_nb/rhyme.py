@@ -561,7 +561,7 @@ def resolve_group(name,  # a group: 1-106, '东', '一东', '上平一东', '上
     s = ''.join(c for c in name if unicodedata.category(c)[0] not in 'PSZC')  # quotes, dots, spaces
     s = re.sub(r"平水|韵部|韻部|韵|韻|部", '', s)
     s = s.replace('聲', '声')
-    if s.isdigit(): return resolve_group(int(s), T)
+    if s.isdecimal(): return resolve_group(int(s), T)  # not isdigit: '²' is a digit that int() refuses
     sec = None
     for p, q in (('上平声', '上平'), ('下平声', '下平'), ('上平', '上平'), ('下平', '下平'), ('上声', '上声'), ('去声', '去声'), ('入声', '入声'), ('平声', '平')):
         if s.startswith(p):
@@ -1217,6 +1217,11 @@ def plot_score_hist(scores:list,  # `PoemScore`s
     return fig
 
 # %% ../nbs/10_rhyme.ipynb #e7c8468a
+def _some_poems(poems:list, where:str)->list:
+    "`poems`, or an `InputError` naming `where` when there are none: an empty file is the user's mistake, not zero poems scored."
+    if not poems: raise InputError(f"{where}: no poem in it (empty, only blank lines, or no records)")
+    return poems
+
 def _score_source(a:argparse.Namespace)->list:
     "The poems `knowlm-nb rhyme score` was given: TEXT, an existing file named as TEXT, or `--file PATH|-`."
     import sys
@@ -1225,17 +1230,17 @@ def _score_source(a:argparse.Namespace)->list:
         raw = sys.stdin.buffer.read() if hasattr(sys.stdin, 'buffer') else sys.stdin.read().encode('utf-8')
         text, _ = decode_poem_bytes(raw, '<stdin>', a.encoding)
         head = text.lstrip()[:1]
-        return _poems_from_text(text, '.json' if head == '[' else '.jsonl' if head == '{' else '.txt', '<stdin>')
+        return _some_poems(_poems_from_text(text, '.json' if head == '[' else '.jsonl' if head == '{' else '.txt', '<stdin>'), '<stdin>')
     if a.file is not None:
         path = Path(a.file)
         if not path.exists(): raise FileNotFoundError(f"{path}: no such file")
-        return load_poems(path, encoding=a.encoding)
+        return _some_poems(load_poems(path, encoding=a.encoding), str(path))
     if a.source is None: raise InputError("no poem: give it as TEXT, or --file PATH ('-' for standard input)")
     src = Path(a.source)
     try: is_file, is_dir = src.is_file(), src.is_dir()
     except (OSError, ValueError): is_file = is_dir = False  # too long, or not a possible file name: it is text
     if is_dir: raise IsADirectoryError(f"{a.source}: is a directory; pass a poem file with --file PATH, or the poem as TEXT")
-    if is_file: return load_poems(src, encoding=a.encoding)
+    if is_file: return _some_poems(load_poems(src, encoding=a.encoding), a.source)
     return [{'title': '', 'author': '', 'paragraphs': [a.source], 'form': None}]
 
 def _score_command(a:argparse.Namespace  # the parsed arguments of `knowlm-nb rhyme score`

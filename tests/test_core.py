@@ -152,7 +152,28 @@ def test_atomic_dir_survives_sigkill(tmp_path):
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert (d/'w').read_text() == 'old'
-    assert all(x.name.startswith('.') for x in tmp_path.iterdir() if x.name != 'm')
+    left = [x.name for x in tmp_path.iterdir() if x.name != 'm']
+    assert left and all(x.startswith('.m.~') for x in left), left  # the dead build's staging folder, named for its host and process
+    with atomic_dir(d) as t: (t/'w').write_text('new')  # the next write of the same target sweeps it (#18 item 9)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ['m'] and (d/'w').read_text() == 'new'
+
+
+def test_a_killed_file_writer_leaves_nothing_after_the_next_write(tmp_path):
+    "SIGKILL inside atomic_write leaves a hidden .tmp; the next atomic_write of that file removes it, a live writer's is kept."
+    f = tmp_path/'report.md'
+    code = (f"import time\nfrom knowlm_nb.core import atomic_write\n"
+            f"with atomic_write({str(f)!r}) as h:\n    h.write('half')\n    h.flush()\n    print('inside', flush=True)\n    time.sleep(60)\n")
+    live = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, text=True)
+    dead = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, text=True)
+    assert live.stdout.readline().strip() == 'inside' and dead.stdout.readline().strip() == 'inside'
+    dead.send_signal(signal.SIGKILL)
+    dead.wait()
+    assert len(list(tmp_path.glob('.report.md.*.tmp'))) == 2
+    with atomic_write(f) as h: h.write('whole')
+    left = [x.name for x in tmp_path.glob('.report.md.*.tmp')]
+    live.kill()
+    live.wait()
+    assert f.read_text() == 'whole' and len(left) == 1 and f'-{live.pid}-' in left[0], left
 
 @settings(max_examples=100, deadline=None)
 @given(st.lists(st.text(st.characters(blacklist_categories=['Cs', 'Zl', 'Zp'], blacklist_characters='\r\n\x0b\x0c\x1c\x1d\x1e\x85'), min_size=1, max_size=20)

@@ -114,3 +114,82 @@ def test_generate_batch_equals_single(tmp_path, tok):
     batch = generate(m, tok, prompts, max_new_tokens=6)
     assert batch == [generate(m, tok, p, max_new_tokens=6)[0] for p in prompts]
     if batch[0]: assert generate(m, tok, prompts[0], max_new_tokens=6, stop=[batch[0][:1]])[0] == ''
+
+# ---- an unreachable hub without HF_HUB_OFFLINE: fail (or load from the cache) at once, never minutes of retries ----------
+
+import contextlib, json, socket, subprocess, sys
+
+@contextlib.contextmanager
+def unreachable_hub_env(tmp_path):
+    "The environment of a user with no network and no offline flag: the hub is a local port that refuses connections, the HF cache empty."
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))  # bound, never listening: a connection is refused at once, and no other process can take the port
+        env = {k: v for k, v in os.environ.items()
+               if k.upper() not in ('HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE', 'HF_ENDPOINT', 'HF_HUB_CACHE', 'HF_HOME', 'HF_TOKEN')
+               and not k.lower().endswith('_proxy')}
+        env.update(HF_ENDPOINT=f'http://127.0.0.1:{s.getsockname()[1]}', HF_HOME=str(tmp_path/'hf'), HF_HUB_CACHE=str(tmp_path/'hub'),
+                   NO_PROXY='*', no_proxy='*', HF_HUB_DISABLE_TELEMETRY='1')
+        yield env
+
+LOAD_SCRIPT = r'''
+import json, sys, time
+from knowlm_nb.models import load_model, load_tokenizer
+res = []
+for what, name in zip(sys.argv[1::2], sys.argv[2::2]):
+    t0 = time.perf_counter()
+    try: r = {'model': load_model, 'tokenizer': load_tokenizer}[what](name); err = None
+    except Exception as e: r, err = None, f'{type(e).__name__}: {e}'
+    res.append({'what': what, 'name': name, 'seconds': round(time.perf_counter() - t0, 2), 'error': err, 'type': type(r).__name__})
+print('RESULT', json.dumps(res))
+'''
+
+def run_loads(env, *what_names):
+    "Load each (what, name) in a fresh interpreter with `env`; return (results, everything it printed)."
+    p = subprocess.run([sys.executable, '-c', LOAD_SCRIPT, *[x for wn in what_names for x in wn]], env=env, capture_output=True, text=True, timeout=300)
+    line = next((l for l in p.stdout.splitlines() if l.startswith('RESULT ')), None)
+    assert p.returncode == 0 and line, p.stderr[-3000:]
+    return json.loads(line[7:]), p.stdout + p.stderr
+
+def test_unreachable_hub_fails_fast_with_the_friendly_error(tmp_path):
+    with unreachable_hub_env(tmp_path) as env: res, printed = run_loads(env, ('model', 'oneke'), ('tokenizer', 'zjunlp/OneKE'))
+    for r in res:
+        assert r['error'] and r['error'].startswith('ModelUnavailableError: Cannot load') and 'hub is unreachable' in r['error'], r
+        assert len(r['error'].splitlines()) == 1 and r['seconds'] < 60, r  # generous on a loaded machine: the retries themselves are caught by 'Retry' below
+    assert 'Retry' not in printed, printed[-2000:]
+
+def test_cached_hub_model_loads_with_the_hub_unreachable(tmp_path, tok):
+    "A model already in the HF cache loads at once and makes no request: the hub being unreachable costs nothing."
+    snap = tmp_path/'hub'/'models--someone--tiny'/'snapshots'/('0'*40)
+    save_model(build_model(tiny_config('llama', tokenizer=tok, hidden_size=32, n_layers=1, n_heads=2), seed=0), tok, snap)
+    (snap.parents[1]/'refs').mkdir()
+    (snap.parents[1]/'refs'/'main').write_text('0'*40)
+    with unreachable_hub_env(tmp_path) as env: res, printed = run_loads(env, ('model', 'someone/tiny'), ('tokenizer', 'someone/tiny'))
+    assert [(r['error'], r['type']) for r in res][0] == (None, 'LlamaForCausalLM') and res[1]['error'] is None, res
+    assert all(r['seconds'] < 60 for r in res) and 'Retry' not in printed, (res, printed[-2000:])  # no retry is the check; the bound is loose
+
+# ---- the notebook's colab cell: nothing outside Colab, the 4-bit load inside it ----------
+
+def colab_cell():
+    from pathlib import Path
+    nb = json.loads((Path(__file__).resolve().parents[1]/'nbs'/'02_models.ipynb').read_text(encoding='utf-8'))
+    (src,) = [''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'code' and ''.join(c['source']).startswith('#| colab')]
+    return src
+
+def test_colab_cell_does_nothing_outside_colab(capsys):
+    calls = []
+    def record(*a, **k): calls.append((a, k))
+    exec(colab_cell(), {'in_colab': lambda: False, 'load_model': record, 'load_tokenizer': record})
+    out = capsys.readouterr().out
+    assert calls == [] and len(out.splitlines()) == 1 and 'Colab' in out, (calls, out)
+    exec(colab_cell(), {'in_colab': lambda: True, 'load_model': record, 'load_tokenizer': record})
+    assert calls == [(('knowrl-7b',), {'quantization': '4bit'}), (('knowrl-7b',), {})]
+
+# ---- the demo's running example comes from the default world ----------
+
+def test_tokenizer_demo_names_a_person_of_the_default_world(tok):
+    from knowlm_nb.models import tokenizer_demo
+    w = make_world()
+    people = [w.name(e, lang) for e in w.entities if e.startswith('person/') for lang in ('en', 'zh')]
+    text = tokenizer_demo(tok).children[0].value
+    assert [p for p in people if p in text], text
+    assert 'Kalo Renmi' not in text  # the old hard-coded example, not a person of the default world

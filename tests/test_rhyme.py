@@ -471,3 +471,20 @@ def test_rhyme_demo_builds_under_any_backend_and_takes_empty_input():
     d.children[0].value = ''
     d.children[0].value = 'abc'
     d.children[0].value = '床前明月光，疑是地上霜。举头望明月，低头思故乡。'
+
+
+def test_cli_empty_file_is_no_poem(tmp_path, capsys):
+    "An empty file, or one of blank lines only, is bad input: exit 2 with one line naming the file, not exit 0 and silence."
+    for name, text in (('empty.txt', ''), ('blank.txt', '\n  \n\t\n\u3000\n'), ('empty.jsonl', '\n\n'), ('empty.json', '[]')):
+        f = tmp_path/name
+        f.write_text(text, encoding='utf-8')
+        for args in (['score', '--file', str(f)], ['score', str(f)], ['score', '--file', str(f), '--out', str(tmp_path/'out.jsonl')]):
+            rc, out, err = run_cli(args, capsys)
+            assert (rc, out) == (2, '') and len(err.splitlines()) == 1 and str(f) in err and 'no poem' in err, (args, rc, out, err)
+    assert not (tmp_path/'out.jsonl').exists()
+
+
+def test_group_of_non_decimal_digits_is_unknown_not_a_crash():
+    "'²' is a digit to str.isdigit but int() refuses it (found by test_random_unicode_never_raises); full-width digits still name a group."
+    assert [R.resolve_group(g) for g in ('²', '１２', '12')] == [None, 12, 12]
+    assert R.score_poem(['㐀'], group='²').total >= 0
