@@ -10,21 +10,21 @@ __all__ = ['SPECIAL_TOKENS', 'MODEL_REGISTRY', 'example_fact', 'train_tokenizer'
            'ModelUnavailableError', 'load_tokenizer', 'load_model', 'world_tokenizer', 'generate', 'tokenizer_stats',
            'plot_token_lengths', 'tokenizer_demo', 'cli_models', 'pipeline_models']
 
-# %% ../nbs/02_models.ipynb #180896b3
+# %% ../nbs/02_models.ipynb #e2e2df67
 import os, time, threading, contextlib, argparse
 from dataclasses import dataclass, asdict
 from pathlib import Path
 from .core import system_exit_code, cached_build, seed_everything, pick_device, atomic_dir, ConfigError, run_command
 from .world import WorldConfig, World, Fact, make_world, pretrain_documents, verbalise
 
-# %% ../nbs/02_models.ipynb #c28200f6
+# %% ../nbs/02_models.ipynb #f108ceb9
 def example_fact(world:World|None=None  # the world to pick from (default: `make_world()`)
                 )->Fact:
     "The notebooks' running example: the first birthplace fact about a person in `world` (else its first fact)."
     world = world or make_world()
     return next((f for f in world.facts if f.r == 'born_in' and world.entities[f.s].type == 'person'), world.facts[0])
 
-# %% ../nbs/02_models.ipynb #add43c6f
+# %% ../nbs/02_models.ipynb #b7c41471
 SPECIAL_TOKENS = {'pad_token': '<|pad|>', 'bos_token': '<|bos|>', 'eos_token': '<|eos|>'}
 
 def train_tokenizer(texts,  # an iterable of strings (or a list): the training corpus
@@ -47,7 +47,7 @@ def train_tokenizer(texts,  # an iterable of strings (or a list): the training c
     return PreTrainedTokenizerFast(tokenizer_object=tok, clean_up_tokenization_spaces=False, model_max_length=model_max_length,
                                    padding_side='right', **SPECIAL_TOKENS)
 
-# %% ../nbs/02_models.ipynb #709a47da
+# %% ../nbs/02_models.ipynb #f1977e61
 def tiny_config(arch:str='llama',  # 'llama' or 'qwen2'
                 vocab_size:int|None=None,  # vocabulary size (default: the tokenizer's, else 4096)
                 hidden_size:int=128,  # model width
@@ -95,7 +95,7 @@ def n_params(model, trainable:bool=False)->int:
     "Number of (trainable) parameters of `model`."
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
 
-# %% ../nbs/02_models.ipynb #67db08a2
+# %% ../nbs/02_models.ipynb #f9b84337
 def save_model(model, tokenizer, path:str|Path  # destination directory (replaced if it exists)
               )->Path:
     "Save `model` (safetensors) and `tokenizer` into `path` atomically; return `path`."
@@ -104,7 +104,7 @@ def save_model(model, tokenizer, path:str|Path  # destination directory (replace
         if tokenizer is not None: tokenizer.save_pretrained(tmp)
     return Path(path)
 
-# %% ../nbs/02_models.ipynb #7e4ea8ce
+# %% ../nbs/02_models.ipynb #00a04417
 @dataclass(frozen=True)
 class ModelCard:
     "A published model: where it lives and how to prompt it."
@@ -135,7 +135,7 @@ def resolve_model(name_or_path:str  # registry name, local directory or hub id
     card = MODEL_REGISTRY.get(str(name_or_path).lower())
     return card.hub_id if card else str(name_or_path)
 
-# %% ../nbs/02_models.ipynb #fa2f5acf
+# %% ../nbs/02_models.ipynb #c1864972
 _HUB_ANSWERS = {}  # endpoint -> (when it was asked, whether it answered)
 
 def hub_reachable(endpoint:str|None=None,  # the hub's URL (default: huggingface_hub's, i.e. $HF_ENDPOINT or https://huggingface.co)
@@ -155,7 +155,7 @@ def hub_reachable(endpoint:str|None=None,  # the hub's URL (default: huggingface
     _HUB_ANSWERS[endpoint] = (time.monotonic(), ok)
     return ok
 
-# %% ../nbs/02_models.ipynb #23502d4a
+# %% ../nbs/02_models.ipynb #d25a2ebf
 class ModelUnavailableError(OSError):
     "A model or tokenizer could not be found locally and the hub cannot be reached: bad input, so a command exits 2."
     exit_code = 2
@@ -227,7 +227,7 @@ def load_model(name_or_path:str,  # registry name, local directory or hub id
     if not quantization and 'device_map' not in kwargs: model = model.to(device)
     return model.eval()
 
-# %% ../nbs/02_models.ipynb #50b5f507
+# %% ../nbs/02_models.ipynb #c92816df
 def world_tokenizer(config:WorldConfig|None=None,  # the world whose pretraining documents train the tokenizer
                     vocab_size:int=4096  # vocabulary size
                    ):
@@ -239,7 +239,7 @@ def world_tokenizer(config:WorldConfig|None=None,  # the world whose pretraining
         train_tokenizer([x['text'] for x in docs], vocab_size=vocab_size).save_pretrained(d)
     return load_tokenizer(str(cached_build('tokenizer', key, build)))
 
-# %% ../nbs/02_models.ipynb #a27f5e28
+# %% ../nbs/02_models.ipynb #9873edd4
 def generate(model, tokenizer,
              prompts,  # a string or a list of strings
              max_new_tokens:int=32,  # most tokens to add
@@ -279,7 +279,7 @@ def generate(model, tokenizer,
             texts[i] = t[:cut]
     return texts
 
-# %% ../nbs/02_models.ipynb #d0f3b782
+# %% ../nbs/02_models.ipynb #f58698c1
 def tokenizer_stats(tokenizer, docs:list  # records with 'text' and 'lang'
                    )->dict:
     "Per language: documents, characters, tokens, tokens per character, and round-trip failures."
@@ -306,28 +306,38 @@ def plot_token_lengths(stats:dict):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/02_models.ipynb #6ecb5f79
+# %% ../nbs/02_models.ipynb #55ecddc8
 def tokenizer_demo(tokenizer=None,  # the tokenizer to show (default: `world_tokenizer()`)
                    text:str|None=None  # the starting text (default: the running example of the default world, in Chinese and English)
                   ):
     "An ipywidgets box: type text, see its tokens and whether it round-trips."
     import ipywidgets as W
+    from knowlm_nb.chunking import unseen_note
     tokenizer = tokenizer or world_tokenizer()
     if text is None:
         world = make_world()
         text = ''.join(verbalise(world, example_fact(world), lang)['text'] for lang in ('zh', 'en'))
     box, out = W.Textarea(value=text, layout=W.Layout(width='90%')), W.Output()
+    def piece(i, s, e):  # a token that is only part of a character's bytes decodes to U+FFFD alone: say whose bytes it holds
+        t = tokenizer.decode([i])
+        return t if '\ufffd' not in t else f"⟨bytes of {box.value[s:e]}⟩"
     def show(*_):
         out.clear_output()
         with out:
-            ids = tokenizer(box.value, add_special_tokens=False)['input_ids']
+            if not box.value.strip():
+                print('type some text to see its tokens')
+                return
+            enc = tokenizer(box.value, add_special_tokens=False, return_offsets_mapping=True)
+            ids = enc['input_ids']
             print(len(ids), 'tokens; round-trip', tokenizer.decode(ids) == box.value)
-            print(' | '.join(tokenizer.decode([i]) for i in ids))
+            print(' | '.join(piece(i, s, e) for i, (s, e) in zip(ids, enc['offset_mapping'])))
+            note = unseen_note(tokenizer, box.value)
+            if note: print(note)
     box.observe(show, 'value')
     show()
     return W.VBox([box, out])
 
-# %% ../nbs/02_models.ipynb #ada082da
+# %% ../nbs/02_models.ipynb #2aa549be
 def _run_models(a:argparse.Namespace  # the parsed arguments of `knowlm-nb models`
                ):
     "Do what `knowlm-nb models` was asked: list the registry, save the world tokenizer, or save a tiny model."

@@ -14,7 +14,7 @@ __all__ = ['ALPACA', 'TEMPLATES', 'ANSWER_MARK', 'LORA_TARGETS', 'TINY_SFT_RECIP
            'merge_adapter', 'merge_check', 'tiny_sft_path', 'tiny_sft', 'sft_comparison', 'plot_sft_comparison',
            'answer_side_by_side', 'sft_demo', 'pipeline_sft']
 
-# %% ../nbs/05_sft.ipynb #714ee645
+# %% ../nbs/05_sft.ipynb #f7b02301
 import os, re, json, time, random, unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +28,7 @@ from .probe import probe_answers, answer_matches, normalize_answer
 from .training import TrainConfig, TrainResult, run_trainer, seeded_trainer, cached_training, resolve_gpu_options
 from .pretrain import tiny_lm_path, plot_training
 
-# %% ../nbs/05_sft.ipynb #37e89f8e
+# %% ../nbs/05_sft.ipynb #ab91e404
 ALPACA = {'input': ("Below is an instruction that describes a task, paired with an input that provides further context. "
                     "Write a response that appropriately completes the request.\n\n"
                     "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"),
@@ -57,7 +57,7 @@ def build_prompt(instruction:str,  # the task
     content = f"{instruction}\n\n{input}" if input else instruction
     return tokenizer.apply_chat_template([{'role': 'user', 'content': content}], tokenize=False, add_generation_prompt=True)
 
-# %% ../nbs/05_sft.ipynb #50300945
+# %% ../nbs/05_sft.ipynb #8b64cc95
 class ExampleTooLong(InputError):
     "An example's prompt and response do not fit in the cutoff."
 
@@ -100,7 +100,7 @@ def check_response_labels(sample:dict,  # from `tokenize_example`
         raise ValueError("labels must be -100 on every prompt token and equal the input ids on the response")
     return len(lab)
 
-# %% ../nbs/05_sft.ipynb #40a681ba
+# %% ../nbs/05_sft.ipynb #26993d6a
 def read_sft_records(path:str|Path  # a .json file (a list of records) or a .jsonl file (one record per line)
                     )->list:
     "The Alpaca records of a file, each checked for `instruction` and a non-empty `output`."
@@ -124,7 +124,7 @@ def read_sft_records(path:str|Path  # a .json file (a list of records) or a .jso
     if not out: raise DataFormatError(f"{p}: no records")
     return out
 
-# %% ../nbs/05_sft.ipynb #3d690b76
+# %% ../nbs/05_sft.ipynb #82e2340b
 class SFTSamples:
     "Tokenized examples for the Trainer, with lengths for grouping and what was left out."
     def __init__(self, samples:list, report:dict):
@@ -173,7 +173,7 @@ class SFTCollator:
             mask[i, :n] = 1
         return {'input_ids': ids, 'attention_mask': mask, 'labels': lab}
 
-# %% ../nbs/05_sft.ipynb #e327916f
+# %% ../nbs/05_sft.ipynb #8e882844
 ANSWER_MARK = {'en': '\nAnswer: ', 'zh': '\n答案：'}
 
 def _fact_sentence(world, f, lang, rng):
@@ -206,7 +206,7 @@ def knowtuning_records(world=None,  # the world (default: seed 0)
                     'relation': f.r, 'split': q['split'], 'answers': q['answers'], 'kind': kind})
     return out
 
-# %% ../nbs/05_sft.ipynb #8cfa202a
+# %% ../nbs/05_sft.ipynb #fbc3e3a7
 def sft_eval_items(world=None,  # the world (default: seed 0)
                    split:str='test'  # whose questions: 'train', 'validation' or 'test' facts
                   )->list:
@@ -242,7 +242,7 @@ def answer_accuracy(model, tokenizer,
     return probe_answers(model, tokenizer, prompted, mode='exact', max_new_tokens=max_new_tokens, batch_size=batch_size,
                          return_items=return_items, extract=final_answer)
 
-# %% ../nbs/05_sft.ipynb #006b1dfe
+# %% ../nbs/05_sft.ipynb #818a9c96
 def parse_fact(world, sentence:str,  # one sentence of the world's language
                lang:str='en'  # 'en' or 'zh'
               )->tuple|None:
@@ -272,7 +272,7 @@ def fact_precision(world, responses:list,  # `(response, lang)` pairs
             elif t[2] in world.objects(t[0], t[1]): true += 1
     return {'sentences': n, 'true': true / n if n else None, 'unparsed': unparsed}
 
-# %% ../nbs/05_sft.ipynb #087006e6
+# %% ../nbs/05_sft.ipynb #7fbf1ccf
 LORA_TARGETS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']
 
 @dataclass
@@ -331,7 +331,7 @@ TINY_SFT_RECIPE = dict(model='tiny_lm', epochs=12, batch_size=16, grad_accum=1, 
                        scheduler='linear', lora_r=16, lora_alpha=32, lora_dropout=0.05, train_tokens=list(ANSWER_MARK.values()),
                        context_facts=0, logging_steps=20, seed=0)
 
-# %% ../nbs/05_sft.ipynb #b210acc3
+# %% ../nbs/05_sft.ipynb #30f5c2c3
 def base_model_path(cfg:SFTConfig)->str:
     "The base model to load: the cached tiny pretrained model for 'tiny_lm', else the config's path or hub id."
     return str(tiny_lm_path(cfg.world_seed)) if cfg.model == 'tiny_lm' else cfg.model
@@ -362,7 +362,7 @@ def token_ids_of(tokenizer, texts:list  # strings whose tokens should be trainab
     "Sorted ids of every token in `texts`."
     return sorted({i for t in texts for i in tokenizer(t, add_special_tokens=False)['input_ids']})
 
-# %% ../nbs/05_sft.ipynb #ba4798ca
+# %% ../nbs/05_sft.ipynb #d9bb3454
 def _base_dtype(cfg:SFTConfig, device:str, precision:str):
     "Weights of the base: bf16 for 'bf16-pure'; else fp32 on the CPU and for full fine-tuning (mixed precision); the compute dtype under a GPU adapter."
     if precision == 'bf16-pure': return torch.bfloat16
@@ -393,7 +393,7 @@ def sft_model_and_tokenizer(cfg:SFTConfig,  # the run's config
     model.train()
     return model, tok
 
-# %% ../nbs/05_sft.ipynb #db66daf7
+# %% ../nbs/05_sft.ipynb #4d4919f7
 def sft_data(cfg:SFTConfig, tokenizer, template:str)->SFTSamples:
     "The training examples of a run: the config's file, or the world's KnowTuning set."
     if cfg.data:
@@ -423,7 +423,7 @@ def sft(config:SFTConfig|None=None,  # the recipe
         merge_adapter(r.out/'final', r.out/'merged', base=base_model_path(cfg))
     return r
 
-# %% ../nbs/05_sft.ipynb #fd030918
+# %% ../nbs/05_sft.ipynb #2f5c6039
 def load_sft_model(adapter:str|Path,  # an adapter directory (`out/final` of an SFT run)
                    base:str|None=None,  # base model path or hub id (default: the adapter's own `base_model_name_or_path`)
                    quantization:str|None=None,  # load the base in '4bit' / '8bit' (as QLoRA trained it)
@@ -479,7 +479,7 @@ def merge_check(adapter:str|Path,  # an adapter directory
         res.update(vs_trained_quantized=float((got - q)[mask].abs().max()), base_quantization_error=float((full - low)[mask].abs().max()))
     return res
 
-# %% ../nbs/05_sft.ipynb #32f51103
+# %% ../nbs/05_sft.ipynb #4550363a
 def tiny_sft_path(kind:str='knowledge',  # 'vanilla' or 'knowledge'
                   world_seed:int=0,  # which toy world
                   **overrides  # fields of `SFTConfig` that differ from `TINY_SFT_RECIPE`
@@ -493,7 +493,7 @@ def tiny_sft(kind:str='knowledge', world_seed:int=0, device:str='cpu', **overrid
     "The tiny pretrained model with its cached SFT adapter: `(model, tokenizer)`."
     return load_sft_model(tiny_sft_path(kind, world_seed, **overrides), str(tiny_lm_path(world_seed)), device=device)
 
-# %% ../nbs/05_sft.ipynb #99ace2c6
+# %% ../nbs/05_sft.ipynb #9834d65d
 def sft_comparison(models:dict,  # name -> model (all sharing `tokenizer`)
                    tokenizer, world=None,  # the world (default: seed 0)
                    template:str='alpaca'  # the template the models were tuned with
@@ -528,7 +528,7 @@ def plot_sft_comparison(rows:list, title:str='held-out answer accuracy'):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/05_sft.ipynb #e7551ee4
+# %% ../nbs/05_sft.ipynb #03ad4a03
 def answer_side_by_side(model,  # a PEFT model (base + adapter)
                         tokenizer, instruction:str, input:str='',
                         template:str='alpaca',  # the template the adapter was tuned with
@@ -570,7 +570,7 @@ def sft_demo(model=None, tokenizer=None, template:str='alpaca'):
     cols = W.HBox([W.VBox([base_out], layout=W.Layout(width='50%')), W.VBox([ad_out], layout=W.Layout(width='50%'))])
     return W.VBox([ins, inp, W.HBox([temp, top_p, top_k]), W.HBox([beams, mx, go]), cols])
 
-# %% ../nbs/05_sft.ipynb #71dfc888
+# %% ../nbs/05_sft.ipynb #023002ec
 def _run_sft(cfg:SFTConfig):
     "Train, then print one line of summary (on rank 0)."
     r = sft(cfg)

@@ -14,8 +14,7 @@ EMPTY = ['', '  \n ']
 UNSEEN = ['\u2603\u2603 ☃ 𝔘', '龘靐齉爩，䶵𪚥。', 'Where was ☃ 𝔘 born? 龘']  # symbols, rare Han, both in an English sentence
 UNSEEN_CHARS = ['☃', '𝔘', '龘']
 INLINE = 'module://matplotlib_inline.backend_inline'
-FFFD_SHOWN = {'tokenizer'}  # nbs/02_models.ipynb (not edited here): `tokenizer_demo` decodes each byte piece alone, so it shows U+FFFD;
-                            # it should show the raw piece as `top_next_tokens` does. Empty this set once it does.
+FFFD_SHOWN = set()  # demos allowed to show U+FFFD: none (a byte piece is shown as the character it belongs to)
 
 class Models:
     "The cached tiny models, each loaded the first time a demo asks for it."
@@ -186,7 +185,7 @@ def test_demo_builds_under_the_inline_backend(name, models, capsys):
 # ---- the demos whose tokenizer reads the text name what it has never seen ----------
 
 TOKENIZED = {  # demo -> (index of the box its tokenizer reads, the description of the button that runs it, or None: the box's observer)
-    'chunk': (0, None), 'pretrain': (0, None), 'sft': (0, 'answer'), 'ie': (0, 'ask the model'), 'edit': (0, 'edit'),
+    'tokenizer': (0, None), 'chunk': (0, None), 'pretrain': (0, None), 'sft': (0, 'answer'), 'ie': (0, 'ask the model'), 'edit': (0, 'edit'),
 }
 
 @pytest.mark.parametrize('name', list(TOKENIZED))

@@ -27,6 +27,33 @@ def default_notebooks()->list:
     return sorted(p for p in NBS.glob('*.ipynb') if not p.stem.endswith('_colab'))
 
 
+# Artefacts several notebooks train from (tiny_lm -> tiny_sft -> its merged copy): built first, on every core, so that two
+# notebooks never wait on the same cache lock with a core idle. The notebooks then find them in the cache, as on a second run.
+WARM_CACHE = """from knowlm_nb.pretrain import tiny_lm_path
+from knowlm_nb.sft import tiny_sft_path
+from knowlm_nb.dpo import tiny_sft_merged_path
+tiny_lm_path()
+tiny_sft_path('knowledge')
+tiny_sft_merged_path()
+"""
+# The longest notebooks first (so the last one running is a short one), when no earlier run.json says better.
+LONGEST_FIRST = ['06_dpo', '07_ie', '12_grpo', '05_sft', '04_pretraining', '08_editing']
+
+
+def schedule(notebooks:list, timings:dict)->list:
+    "`notebooks` longest first: by the seconds an earlier run took, else by `LONGEST_FIRST`, the rest in numbered order."
+    rank = {n: i for i, n in enumerate(LONGEST_FIRST)}
+    return sorted(notebooks, key=lambda p: (-timings.get(p.name, -1), rank.get(p.stem, len(rank)), p.name))
+
+
+def warm_cache(env:dict)->float:
+    "Build the shared tiny models with every core (OMP_NUM_THREADS unset); return the seconds it took."
+    t0 = time.time()
+    env = {k: v for k, v in env.items() if k not in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'RAYON_NUM_THREADS')}
+    subprocess.run([sys.executable, '-c', WARM_CACHE], env=env, check=True)
+    return time.time() - t0
+
+
 def threads_per_job(jobs:int, cores:int=None)->int:
     "Torch/BLAS threads each of `jobs` parallel kernels gets: the cores shared out, at least one."
     if cores is None: cores = len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else (os.cpu_count() or 1)
@@ -89,6 +116,7 @@ def main(argv=None):
     ap.add_argument('--out', type=Path, default=ROOT/'_build'/'executed', help='folder for the executed copies')
     ap.add_argument('--jobs', type=int, default=2, help='notebooks run at the same time')
     ap.add_argument('--timeout', type=int, default=900, help='seconds one cell may take')
+    ap.add_argument('--no-warm', action='store_true', help='do not build the shared tiny models first (they are built by the notebooks that need them)')
     ap.add_argument('--one', type=Path, help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.one:
@@ -100,9 +128,15 @@ def main(argv=None):
         print(f"run_notebooks: no such notebook: {', '.join(missing)}", file=sys.stderr)
         return 2
     t0 = time.time()
+    if not a.notebooks and not a.no_warm:
+        print(f"shared tiny models (tiny_lm, tiny_sft, its merged copy) built or found in the cache in {warm_cache(dict(os.environ)):.0f} s", flush=True)
+    try: timings = {r['notebook']: r['seconds'] or 0 for r in json.loads((a.out/'run.json').read_text())['results']}
+    except (OSError, ValueError, KeyError, TypeError): timings = {}
+    nbs = schedule(nbs, timings)
     print(f"running {len(nbs)} notebooks, {a.jobs} at a time, {threads_per_job(a.jobs)} thread(s) each; executed copies in {a.out}", flush=True)
     res = run_all(nbs, a.out, a.jobs, a.timeout)
     failed = [r for r in res if r['error']]
+    a.out.mkdir(parents=True, exist_ok=True)
     (a.out/'run.json').write_text(json.dumps(dict(results=res, wall_seconds=round(time.time() - t0, 1)), indent=1) + '\n')
     print(f"{len(res) - len(failed)}/{len(res)} notebooks ran every cell in {time.time() - t0:.0f} s")
     return 1 if failed else 0
