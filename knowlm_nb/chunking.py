@@ -17,17 +17,17 @@ __all__ = ['BULK_TOKENS', 'STREAM_CHARS', 'STREAM_OVERLAP', 'LONG_DOCUMENT', 'se
            'compare_modes', 'plot_chunk_lengths', 'cli_chunk', 'pipeline_chunking', 'unseen_characters', 'unseen_note',
            'mark_byte_pieces', 'render_chunks', 'chunk_demo']
 
-# %% ../nbs/03_chunking.ipynb #48cce9ef
+# %% ../nbs/03_chunking.ipynb #0653ff37
 import os, re, json, math, time, pickle, shutil, struct, bisect, tempfile, argparse, itertools, contextlib
 from collections import deque
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np
 from .core import (system_exit_code, umask_mode, DataFormatError, InputError, ConfigError, atomic_write, write_json, read_json, iter_jsonl, iter_text_blocks,
-                            config_parser, parse_config, run_command)
+                            config_parser, parse_config, run_command, staging_prefix, sweep_leftovers)
 from .world import make_world, pretrain_documents
 
-# %% ../nbs/03_chunking.ipynb #208ddab1
+# %% ../nbs/03_chunking.ipynb #d0dfbe06
 _CJK = '\u2e80-\u2fdf\u3040-\u30ff\u3100-\u31ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f'
 _CJK_PUNCT = '\u3000-\u303f\uff00-\uffef'
 _CLOSE = '”’"\'）)\\]】」』》〉〕}'
@@ -79,7 +79,7 @@ def split_sentences(text:str,  # a document in Chinese, English or both
     b = sentence_bounds(text, lang)
     return [text[s:e] for s, e in zip(b, b[1:] + [len(text)])]
 
-# %% ../nbs/03_chunking.ipynb #ab23e713
+# %% ../nbs/03_chunking.ipynb #697fab20
 _BOS_NAMES = ('<|bos|>', '<s>', '<|begin_of_text|>', '<|startoftext|>', '<bos>', '[CLS]')
 _EOS_NAMES = ('<|eos|>', '</s>', '<|endoftext|>', '<|end_of_text|>', '<eos>', '<|im_end|>', '[SEP]')
 
@@ -132,7 +132,7 @@ def as_tokenizer(tokenizer  # a HF fast tokenizer, a `tokenizers.Tokenizer`, a d
     return ChunkTokenizer(backend, tokenizer.bos_token_id, tokenizer.eos_token_id,
                           max(len(tokenizer), backend.get_vocab_size(with_added_tokens=True)), getattr(tokenizer, 'name_or_path', ''))
 
-# %% ../nbs/03_chunking.ipynb #80ca583f
+# %% ../nbs/03_chunking.ipynb #e8dc5053
 BULK_TOKENS = 1 << 15  # documents longer than this (in tokens) map all boundaries at once; shorter ones ask `char_to_token` (cheaper there)
 
 def char_token_starts(encoding,  # a `tokenizers.Encoding` of the whole document
@@ -177,7 +177,7 @@ def _token_bounds_from_offsets(offsets, char_bounds):
         if out[-1] < t < len(offsets): out.append(t)
     return out
 
-# %% ../nbs/03_chunking.ipynb #f86f40cb
+# %% ../nbs/03_chunking.ipynb #0fde524f
 STREAM_CHARS = 1 << 18  # documents longer than this (in characters) are tokenized in overlapping windows of this size
 STREAM_OVERLAP = 1 << 12  # characters shared by neighbouring windows
 
@@ -251,7 +251,7 @@ def encode_documents(tk,  # a `ChunkTokenizer`
         encs[i] = encode_windowed(tk, texts[i], STREAM_CHARS, STREAM_OVERLAP) or tk.backend.encode(texts[i], add_special_tokens=False)
     return [encs[i] for i in range(len(texts))]
 
-# %% ../nbs/03_chunking.ipynb #2befe63f
+# %% ../nbs/03_chunking.ipynb #cf4df0f5
 class OverlongSentenceError(InputError):
     "A sentence is longer than the window and `overlong='error'` was asked for (bad input: the command exits 2)."
 
@@ -356,7 +356,7 @@ def _pack_knowlm(pieces, max_len):
         prev, i = i, j
     return spans
 
-# %% ../nbs/03_chunking.ipynb #3ddbeb32
+# %% ../nbs/03_chunking.ipynb #8f41e61d
 def min_chunks_bruteforce(lengths:list,  # token count of each sentence
                           max_len:int,  # the window
                           cut_ok=None  # inside over-long sentences only positions where `cut_ok(p)` (None: all)
@@ -373,7 +373,7 @@ def min_chunks_bruteforce(lengths:list,  # token count of each sentence
         if p in allowed: best[p] = 1 + min(best[q] for q in range(p + 1, min(n, p + max_len) + 1) if q in allowed or q == n)
     return best[0] if n else 0
 
-# %% ../nbs/03_chunking.ipynb #2e40e8bd
+# %% ../nbs/03_chunking.ipynb #83d26568
 _KNOWLM_ZH_SPLIT = re.compile('([;!?；？。！\n])')
 _KNOWLM_GLUED = frozenset('([;!?；？。！\\n])')  # KnowLM tested one-character pieces against its pattern's text
 _CJK_RUN, _LATIN_RUN = re.compile(f'[{_CJK}]+'), re.compile('[A-Za-z]+')
@@ -403,7 +403,7 @@ def sentence_prefix_id(tk  # a `ChunkTokenizer`
     e = tk.backend.encode('中', add_special_tokens=False)
     return e.ids[0] if len(e.ids) > 1 and e.tokens[0] == '▁' else None
 
-# %% ../nbs/03_chunking.ipynb #9ce60da4
+# %% ../nbs/03_chunking.ipynb #d3e03926
 @dataclass(frozen=True)
 class ChunkConfig:
     "How documents are cut into chunks."
@@ -446,7 +446,7 @@ class ChunkConfig:
         "The effective minimum chunk length."
         return self.min_len if self.min_len is not None else (21 if self.mode == 'knowlm' else 1)
 
-# %% ../nbs/03_chunking.ipynb #e114fb0a
+# %% ../nbs/03_chunking.ipynb #10781506
 def check_special_tokens(tk:ChunkTokenizer,  # the tokenizer
                          config:ChunkConfig  # asks for BOS and EOS, or not
                         ):
@@ -454,7 +454,7 @@ def check_special_tokens(tk:ChunkTokenizer,  # the tokenizer
     if config.bos and tk.bos_id is None: raise ConfigError(f"tokenizer {tk.name!r} has no BOS token: set bos=False (--no-bos)")
     if config.eos and tk.eos_id is None: raise ConfigError(f"tokenizer {tk.name!r} has no EOS token: set eos=False (--no-eos)")
 
-# %% ../nbs/03_chunking.ipynb #f2efb9e6
+# %% ../nbs/03_chunking.ipynb #3094776c
 _STAT_KEYS = ('documents', 'sentences', 'overlong_sentences', 'chunks', 'tokens', 'doc_tokens',
               'dropped_chunks', 'dropped_tokens', 'duplicated_tokens')
 
@@ -723,7 +723,7 @@ def chunk_document(text:str,  # one document
     tokens, lengths, _, _ = chunk_texts([text], tokenizer, config)
     return np.split(tokens, np.cumsum(lengths)[:-1]) if len(lengths) else []
 
-# %% ../nbs/03_chunking.ipynb #58a7b9d5
+# %% ../nbs/03_chunking.ipynb #f4580c0a
 _MAGIC, _VERSION = b'KNLMIDX\x00', 1
 _HEAD = struct.Struct('<8sIIQQI')  # magic, version, bytes per id, samples, tokens, metadata length
 _BLOCK = 1 << 20  # entries per block when streaming the index
@@ -747,7 +747,9 @@ def _prefix(prefix):
     return Path(p)
 
 def _tmp(path, what):
-    fd, name = tempfile.mkstemp(prefix=f'.{path.name}.{what}.', suffix='.tmp', dir=path.parent)
+    target = path.with_name(f'{path.name}.{what}')
+    sweep_leftovers(target)  # what a killed writer of this index left
+    fd, name = tempfile.mkstemp(prefix=staging_prefix(target), suffix='.tmp', dir=path.parent)
     os.chmod(name, umask_mode())  # (mkstemp makes it private; the index is read by other users' training jobs)
     return os.fdopen(fd, 'wb'), name
 
@@ -851,7 +853,7 @@ class IndexedDatasetWriter:
         if typ is None: self.close()
         else: self.abort()
 
-# %% ../nbs/03_chunking.ipynb #030d7ef1
+# %% ../nbs/03_chunking.ipynb #740c4801
 class IndexedDataset:
     "Random access to the samples of an index pair through `np.memmap`; `ds[i]` is a numpy array of token ids."
     def __init__(self, prefix:str|Path,  # path without extension (or with .idx/.bin)
@@ -988,7 +990,7 @@ def __getattr__(name):  # `knowlm_nb.chunking.IndexedTorchDataset` exists once a
     if name == 'IndexedTorchDataset': return _torch_dataset_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-# %% ../nbs/03_chunking.ipynb #490bfc2a
+# %% ../nbs/03_chunking.ipynb #edd795a4
 def write_knowlm_legacy(prefix:str|Path,  # output path without extension
                         samples,  # an iterable of token id sequences (ids < 65,536)
                         counts:list|None=None  # samples per source type, in order, for the `.dis` file (None: one type, written [N] as KnowLM does)
@@ -1064,14 +1066,14 @@ def read_knowlm_legacy(prefix:str|Path,  # path without extension
     if verify: ds.verify()
     return ds
 
-# %% ../nbs/03_chunking.ipynb #1dac57a3
+# %% ../nbs/03_chunking.ipynb #b2f3cc8c
 def open_index(prefix:str|Path  # an index pair, ours or KnowLM's headerless layout
               )->IndexedDataset:
     "Open an index pair in whichever layout it is: ours (by its header), else KnowLM's legacy layout."
     try: return IndexedDataset(prefix)
     except ForeignIndexError: return read_knowlm_legacy(prefix)
 
-# %% ../nbs/03_chunking.ipynb #31c41843
+# %% ../nbs/03_chunking.ipynb #9b561d31
 def merge_indexed(prefixes:list,  # input index pairs (ours or KnowLM's legacy layout)
                   out:str|Path,  # output prefix
                   sources:list|None=None,  # one source name per input (default: keep each shard's own tags)
@@ -1118,7 +1120,7 @@ def mixture_indices(ds:IndexedDataset,  # an index with source tags
     rng.shuffle(out)
     return out
 
-# %% ../nbs/03_chunking.ipynb #b57a0d9e
+# %% ../nbs/03_chunking.ipynb #73bae43b
 def _skip(counts, msg, errors):
     if errors == 'strict': raise DataFormatError(msg + "; use errors='skip' (--errors skip) to skip such documents and count them")
     counts['bad_documents'] += 1
@@ -1132,7 +1134,7 @@ def reading_counts(counts:dict|None=None  # a dict to fill in place (None: a new
     c.setdefault('warnings', [])
     return c
 
-# %% ../nbs/03_chunking.ipynb #6de104b2
+# %% ../nbs/03_chunking.ipynb #a5ee5805
 def read_txt_documents(path:Path,  # a .txt file
                        source:str,  # the source name of its documents
                        counts:dict,  # `reading_counts`, updated in place
@@ -1149,7 +1151,7 @@ def read_txt_documents(path:Path,  # a .txt file
     except UnicodeDecodeError as e: on_error(f"{path}: invalid UTF-8 at byte offset {e.start} ({e.reason})")
     else: yield text, source, len(raw)
 
-# %% ../nbs/03_chunking.ipynb #8a0580ac
+# %% ../nbs/03_chunking.ipynb #989d123c
 def _lone_surrogate(t:str):
     "Index of the first lone surrogate in `t` (JSON allows `\\ud800`; no tokenizer takes it), or None."
     try:
@@ -1177,7 +1179,7 @@ def read_jsonl_documents(path:Path,  # a .jsonl file
                 _skip(counts, f"{path}:{lineno}: source field {source_field!r} missing or not a string", errors)
             else: yield t, (source if source_field is None else rec[source_field]), nbytes
 
-# %% ../nbs/03_chunking.ipynb #10fd4529
+# %% ../nbs/03_chunking.ipynb #9c4311a0
 def iter_documents(path:str|Path,  # a .txt or .jsonl file
                    field:str='text',  # JSONL field holding the text
                    errors:str='strict',  # 'strict' (raise on bad input) or 'skip' (count and go on)
@@ -1206,7 +1208,7 @@ def iter_documents(path:str|Path,  # a .txt or .jsonl file
         c['empty_files'] += 1
         if len(c['warnings']) < 20: c['warnings'].append(f"{path}: no non-empty documents")
 
-# %% ../nbs/03_chunking.ipynb #6f45d3e3
+# %% ../nbs/03_chunking.ipynb #8cd95e3f
 def check_corpus_inputs(inputs:list,  # .txt / .jsonl files
                         workers:int  # processes asked for
                        )->list:
@@ -1219,7 +1221,7 @@ def check_corpus_inputs(inputs:list,  # .txt / .jsonl files
     if not isinstance(workers, int) or workers < 1: raise InputError(f"workers must be an int >= 1, got {workers!r}")
     return inputs
 
-# %% ../nbs/03_chunking.ipynb #cbba22e2
+# %% ../nbs/03_chunking.ipynb #91ce1838
 def _batches(inputs, counts, batch_bytes, **kw):
     texts, srcs, nb = [], [], 0
     for path in inputs:
@@ -1248,7 +1250,7 @@ def chunk_batches_serial(batches,  # an iterable of `(texts, sources, nbytes)`
             prev = (texts, srcs, nb, fut)
         if prev: consume(chunk_texts(prev[0], tk, config, dtype, prev[3].result()), *prev[1:3])
 
-# %% ../nbs/03_chunking.ipynb #eb7ee69b
+# %% ../nbs/03_chunking.ipynb #66a79648
 _W = {}
 
 def _worker_init(tok_json, bos_id, eos_id, vocab_size, name, cfg, dtype, threads):
@@ -1281,7 +1283,7 @@ def chunk_batches_parallel(batches,  # an iterable of `(texts, sources, nbytes)`
             r, s_, n_ = pending.popleft()
             consume(r.get(), s_, n_)
 
-# %% ../nbs/03_chunking.ipynb #d2e162a3
+# %% ../nbs/03_chunking.ipynb #d64066d1
 def corpus_summary(out:str|Path,  # the output prefix
                    counts:dict,  # `reading_counts` after reading every input
                    stats:dict,  # the chunking counts, summed over the batches (keys of `_STAT_KEYS`)
@@ -1308,7 +1310,7 @@ def format_summary(s:dict)->str:
             ('output', f"{s['out']}.bin/.idx in {s['seconds']:.1f}s with {s['workers']} worker(s)")]
     return '\n'.join(f"{k:>10}  {v}" for k, v in rows + [('warning', x) for x in s['warnings']])
 
-# %% ../nbs/03_chunking.ipynb #2971e656
+# %% ../nbs/03_chunking.ipynb #236c5b96
 def chunk_corpus(inputs:list,  # .txt / .jsonl files
                  tokenizer,  # anything `as_tokenizer` accepts
                  out:str|Path,  # output prefix: writes out.bin, out.idx and out.summary.json
@@ -1353,7 +1355,7 @@ def chunk_corpus(inputs:list,  # .txt / .jsonl files
     write_json(_prefix(out).with_name(_prefix(out).name + '.summary.json'), summary)
     return summary
 
-# %% ../nbs/03_chunking.ipynb #d23e34ef
+# %% ../nbs/03_chunking.ipynb #f4165f11
 def world_articles(world,  # a `World`
                    per_article:int=10,  # paragraphs joined into one article
                    repeats:int|None=None  # passed to `pretrain_documents`
@@ -1363,7 +1365,7 @@ def world_articles(world,  # a `World`
     for d in pretrain_documents(world, repeats=repeats): by.setdefault(d['lang'], []).append(d['text'])
     return [{'lang': lang, 'text': '\n\n'.join(ps[i:i + per_article])} for lang, ps in by.items() for i in range(0, len(ps), per_article)]
 
-# %% ../nbs/03_chunking.ipynb #2fce853c
+# %% ../nbs/03_chunking.ipynb #302c59db
 def compare_modes(texts:list,  # documents
                   tokenizer,  # anything `as_tokenizer` accepts
                   max_len:int=1024,  # the window
@@ -1393,7 +1395,7 @@ def plot_chunk_lengths(rows:list,  # from `compare_modes`
     fig.tight_layout()
     return fig
 
-# %% ../nbs/03_chunking.ipynb #c7966532
+# %% ../nbs/03_chunking.ipynb #7cb6778e
 def _corpus_arguments(p:argparse.ArgumentParser  # from `config_parser(ChunkConfig, ...)`
                      )->argparse.ArgumentParser:
     "Add the arguments of `knowlm-nb chunk` that are not `ChunkConfig` fields: the corpus, the tokenizer, the output."
@@ -1425,7 +1427,7 @@ def cli_chunk(argv:list|None=None  # command-line arguments (default: sys.argv[1
         return 0
     return run_command('knowlm-nb chunk', lambda: print(format_summary(chunk_corpus(**run))))
 
-# %% ../nbs/03_chunking.ipynb #f58c31a6
+# %% ../nbs/03_chunking.ipynb #030ed574
 def pipeline_chunking(report, ctx:dict):
     "Pipeline stage: chunk the world's pretraining documents into `out/chunks/pretrain.{bin,idx}`; compare with KnowLM's packing."
     from knowlm_nb.core import write_jsonl
@@ -1456,7 +1458,7 @@ def pipeline_chunking(report, ctx:dict):
     for k in ('documents', 'chunks', 'tokens', 'fill_ratio', 'dropped_tokens'): report.metric('chunking', k, s[k])
     report.metric('chunking', 'knowlm_duplicated_tokens', rows[1]['duplicated'])
 
-# %% ../nbs/03_chunking.ipynb #800d70c6
+# %% ../nbs/03_chunking.ipynb #587d4763
 def unseen_characters(tokenizer,  # any fast tokenizer (see `as_tokenizer`)
                       text:str  # what a learner typed
                      )->list:
@@ -1464,7 +1466,7 @@ def unseen_characters(tokenizer,  # any fast tokenizer (see `as_tokenizer`)
     tk = as_tokenizer(tokenizer)
     return [ch for ch in dict.fromkeys(text) if not ch.isspace() and not any(ch in tk.decode([t]) for t in tk.encode(ch))]
 
-# %% ../nbs/03_chunking.ipynb #03ff5058
+# %% ../nbs/03_chunking.ipynb #6af0127c
 def unseen_note(tokenizer,  # any fast tokenizer (see `as_tokenizer`)
                 text:str,  # what a learner typed
                 most:int=12  # name at most this many characters
@@ -1476,13 +1478,13 @@ def unseen_note(tokenizer,  # any fast tokenizer (see `as_tokenizer`)
     return (f"not in the tokenizer's vocabulary: {' '.join(chars[:most])}{more} (each is split into byte pieces, "
             "which a model trained with this tokenizer seldom or never saw)")
 
-# %% ../nbs/03_chunking.ipynb #44cb9cd0
+# %% ../nbs/03_chunking.ipynb #62b883a3
 def mark_byte_pieces(text:str  # decoded model output
                     )->str:
     "`text` with each run of U+FFFD (byte pieces that make no character) shown as `⟨bytes⟩`."
     return re.sub('\ufffd+', '⟨bytes⟩', text)
 
-# %% ../nbs/03_chunking.ipynb #e58346b6
+# %% ../nbs/03_chunking.ipynb #08382273
 _COLOURS = ['#fde2e4', '#e2ece9', '#dfe7fd', '#fff1c1', '#e8dff5', '#d7f9f1']
 
 def render_chunks(text:str, tokenizer, config:ChunkConfig)->str:

@@ -12,18 +12,18 @@ __all__ = ['GRADE_REWARD', 'JUDGE_PROMPT', 'FACT_PROMPT', 'KNOWRL_REWARDS', 'cli
            'KBRetriever', 'TemplateVerifier', 'NLIVerifier', 'length_penalty', 'factuality_score', 'KnowRLScorer',
            'default_scorer', 'combined_reward', 'factuality_reward', 'explain_html', 'rewards_demo', 'KBConfig']
 
-# %% ../nbs/11_rewards.ipynb #0c65b96f
+# %% ../nbs/11_rewards.ipynb #e2ac74fa
 import re, os, json, math, sqlite3, hashlib, unicodedata, urllib.request, urllib.error
 from collections import Counter
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from .core import DataFormatError, InputError, ConfigError, iter_jsonl, read_json, cached_build, config_command
+from .core import DataFormatError, InputError, ConfigError, iter_jsonl, read_json, cached_build, config_command, staging_prefix, sweep_leftovers
 from .probe import normalize_answer
 from .chunking import split_sentences
 from .world import make_world, kb_passages, knowrl_items, statement_readings, RELATIONS, LANGS
 
-# %% ../nbs/11_rewards.ipynb #6ea7e1ef
+# %% ../nbs/11_rewards.ipynb #0fe0a499
 def completion_text(completion  # a string, or a list of {'role', 'content'} messages
                    )->str:
     "The text of a completion: a string as it is; for chat messages, the last assistant message's content."
@@ -36,7 +36,7 @@ def completion_text(completion  # a string, or a list of {'role', 'content'} mes
         return c if isinstance(c, str) else ''
     return '' if completion is None else str(completion)
 
-# %% ../nbs/11_rewards.ipynb #59210394
+# %% ../nbs/11_rewards.ipynb #6b67b233
 _BLOCK = r'\S(?:(?!<think>|<answer>).)*?'  # non-empty, starts with a non-space, no opening tag after its first character
 _FORMAT = re.compile(rf'<think>\s*{_BLOCK}\s*</think>\s*<answer>\s*{_BLOCK}\s*</answer>\n?\Z', re.DOTALL)
 
@@ -50,7 +50,7 @@ def format_reward(prompts, completions, **kwargs)->list[float]:
     "GRPO reward (TRL's signature): +1 for a completion in KnowRL's think/answer format, −1 otherwise."
     return [1.0 if format_ok(completion_text(c)) else -1.0 for c in completions]
 
-# %% ../nbs/11_rewards.ipynb #7172e0c4
+# %% ../nbs/11_rewards.ipynb #9fd3105b
 _ANSWER = re.compile(r'<answer>(.*?)</answer>', re.DOTALL)
 _THINK = re.compile(r'<think>(.*?)</think>', re.DOTALL)
 
@@ -66,7 +66,7 @@ def think_text(text:str  # a completion's text
     m = _THINK.search(text)
     return (m.group(1) if m else text).strip()
 
-# %% ../nbs/11_rewards.ipynb #bae9f11f
+# %% ../nbs/11_rewards.ipynb #ed405dde
 GRADE_REWARD = {'CORRECT': 2.0, 'NOT_ATTEMPTED': 1.0, 'INCORRECT': -1.0}
 _HAN = re.compile(r'[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]')
 _REFUSAL = {'en': re.compile(r"\b(?:i\s+(?:do\s*n[o']?t|cannot|can't|am\s+not\s+able\s+to)\s+(?:know|say|tell|answer|recall|remember|determine)"
@@ -106,7 +106,7 @@ class AliasJudge:
             if inside and _extra_length(pred, g, lang) <= self.slack: return 'CORRECT'
         return 'NOT_ATTEMPTED' if is_refusal(predicted, lang) else 'INCORRECT'
 
-# %% ../nbs/11_rewards.ipynb #0ff35474
+# %% ../nbs/11_rewards.ipynb #b08b945f
 JUDGE_PROMPT = """You grade an answer to a factual question against the gold answer.
 Question: {question}
 Gold answer (any of these is right): {gold}
@@ -161,7 +161,7 @@ class ChatJudge:
         if g is None: raise JudgeError(f"{self.base_url}: no grade in the reply {reply[:80]!r}")
         return g
 
-# %% ../nbs/11_rewards.ipynb #0400384d
+# %% ../nbs/11_rewards.ipynb #d54b1163
 _CORRECTION = {'en': re.compile(r"^(?:(?:no|nope|wait|actually|sorry|correction|oops|rather|i\s+mean|scratch\s+that|let\s+me\s+correct\s+(?:that|myself))\b[\s,:;.!-]*)+", re.IGNORECASE),
                'zh': re.compile(r'^(?:(?:不对|不是|等等|其实|更正|纠正|说错了|我是说|准确地说|应该是)[\s，,：:。！!]*)+')}
 
@@ -217,7 +217,7 @@ class ChatFactExtractor:
         facts = [l.strip()[2:].strip() for l in reply.splitlines() if l.strip().startswith('- ')]
         return list(dict.fromkeys(f for f in facts if fact_words(f) >= self.min_words))
 
-# %% ../nbs/11_rewards.ipynb #ed1e7a7b
+# %% ../nbs/11_rewards.ipynb #cf54fc79
 _TOKEN = re.compile(r'[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]|[A-Za-z0-9]+|[^\sA-Za-z0-9\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]')
 
 def approx_tokens(text:str  # any text
@@ -290,7 +290,8 @@ def build_kb(records,  # `{title, text}` dicts, or the path of a .json / .jsonl 
             if info.get('key') == key: return {**info, 'rebuilt': False}
         except sqlite3.Error: pass  # not a readable knowledge base: rebuilt below
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    sweep_leftovers(out)  # a build that was killed
+    tmp = out.with_name(staging_prefix(out) + 'kb')
     tmp.unlink(missing_ok=True)
     try:
         con = sqlite3.connect(tmp)
@@ -321,7 +322,7 @@ def world_kb(world_seed:int=0  # which toy world
     recs = [{'title': p['title'], 'text': p['text']} for p in kb_passages(make_world(seed=world_seed))]
     return cached_build('knowrl_kb', {'world_seed': world_seed, 'version': 1}, lambda d: build_kb(recs, d/'kb.sqlite'))/'kb.sqlite'
 
-# %% ../nbs/11_rewards.ipynb #5e1f5d0e
+# %% ../nbs/11_rewards.ipynb #a9dc9a1b
 def query_terms(text:str,  # the query: title and fact
                 limit:int=48  # most terms
                )->list:
@@ -381,7 +382,7 @@ class KBRetriever:
         self._cache[key] = out
         return out
 
-# %% ../nbs/11_rewards.ipynb #ac0e598c
+# %% ../nbs/11_rewards.ipynb #9beef0ec
 _SYMMETRIC = {name for name, r in RELATIONS.items() if r.symmetric}
 
 @lru_cache(maxsize=200_000)
@@ -423,7 +424,7 @@ class NLIVerifier:
         out = self._pipe([{'text': p, 'text_pair': fact} for p in passages], top_k=None, batch_size=self.batch_size, truncation=True)
         return [next(d['score'] for d in res if d['label'].lower() == 'entailment') for res in out]
 
-# %% ../nbs/11_rewards.ipynb #5b54c138
+# %% ../nbs/11_rewards.ipynb #03afcaed
 def length_penalty(n:int,  # number of facts
                    gamma:int=10  # facts needed for no penalty (FActScore / KnowRL: 10)
                   )->float:
@@ -436,7 +437,7 @@ def factuality_score(supported:list,  # one bool per atomic fact
     "Supported share of the facts times the length penalty; 0 when there are no facts."
     return 0.0 if not supported else sum(map(bool, supported)) / len(supported) * length_penalty(len(supported), gamma)
 
-# %% ../nbs/11_rewards.ipynb #c3f0617c
+# %% ../nbs/11_rewards.ipynb #cfde9a76
 class KnowRLScorer:
     "KnowRL's rewards over a knowledge base, with pluggable judge, fact extractor, retriever and verifier."
     def __init__(self, kb:str|Path|None=None,  # a knowledge base from `build_kb` (default: the world's)
@@ -552,7 +553,7 @@ class KnowRLScorer:
         return {'format': format_reward(None, [text])[0], 'answer': comb['answer'], 'grade': comb['grade'], 'combined': comb['reward'],
                 'factuality': fact['score'], 'facts': fact['facts'], 'problems': dict(counts)}
 
-# %% ../nbs/11_rewards.ipynb #3d75c8ca
+# %% ../nbs/11_rewards.ipynb #f6f3da4c
 @lru_cache(maxsize=4)
 def default_scorer(world_seed:int=0  # which toy world's knowledge base
                   )->KnowRLScorer:
@@ -569,7 +570,7 @@ def factuality_reward(prompts, completions, **kwargs)->list[float]:
 
 KNOWRL_REWARDS = [format_reward, combined_reward]
 
-# %% ../nbs/11_rewards.ipynb #ee51af0e
+# %% ../nbs/11_rewards.ipynb #7075ae0c
 def explain_html(ex:dict  # from `KnowRLScorer.explain`
                 )->str:
     "HTML of one scored completion: the rewards, then each fact with its verdict and the passages it was checked against."
@@ -609,7 +610,7 @@ def rewards_demo(scorer:KnowRLScorer|None=None,  # default: the world's
     fill()
     return W.VBox([pick, text, W.HBox([go, draw]), out])
 
-# %% ../nbs/11_rewards.ipynb #e480607d
+# %% ../nbs/11_rewards.ipynb #0255015a
 @dataclass
 class KBConfig:
     "What `knowlm-nb kb` builds."

@@ -14,15 +14,15 @@ __all__ = ['SYLLABLES', 'ORG_KINDS', 'INVENTION_ADJ', 'INVENTION_NOUN', 'FIELDS'
            'validate_record', 'generate_datasets', 'write_world', 'plot_world', 'world_demo', 'WorldCommandConfig',
            'pipeline_world']
 
-# %% ../nbs/01_world.ipynb #5c8a45db
+# %% ../nbs/01_world.ipynb #57226835
 import re, os, random, hashlib, time, shutil, tempfile, unicodedata
 from collections import Counter
 from functools import lru_cache
 from dataclasses import dataclass, asdict, fields as dc_fields
 from pathlib import Path
-from .core import write_jsonl, write_json, DataFormatError, ConfigError, InputError, stable_hash, config_command
+from .core import write_jsonl, write_json, DataFormatError, ConfigError, InputError, stable_hash, config_command, staging_prefix, sweep_leftovers
 
-# %% ../nbs/01_world.ipynb #bffabb6d
+# %% ../nbs/01_world.ipynb #c4c34612
 SYLLABLES = [('ka','卡'),('lo','洛'),('ren','仁'),('mi','米'),('sa','萨'),('to','托'),('vin','文'),('da','达'),
              ('el','埃'),('na','纳'),('ri','里'),('so','索'),('ta','塔'),('ve','维'),('mo','莫'),('li','利'),
              ('an','安'),('bel','贝'),('cor','科'),('du','杜'),('fa','法'),('gra','格'),('hal','哈'),('ir','伊'),
@@ -39,7 +39,7 @@ FIELDS = [('physics','物理学'),('chemistry','化学'),('astronomy','天文学
           ('engineering','工程学'),('botany','植物学'),('geology','地质学'),('linguistics','语言学'),('music','音乐')]
 LANGS = ('en', 'zh')
 
-# %% ../nbs/01_world.ipynb #e759cec7
+# %% ../nbs/01_world.ipynb #0e53e596
 @dataclass(frozen=True)
 class Relation:
     "A relation of the world: its types, kind and verbalisers."
@@ -129,7 +129,7 @@ RELATIONS = {r.name: r for r in [
        symmetric=True),
 ]}
 
-# %% ../nbs/01_world.ipynb #053eea61
+# %% ../nbs/01_world.ipynb #e9adf37c
 class WorldConfigError(ConfigError):
     "A `WorldConfig` field is out of range; the message names the field and the expected range."
 
@@ -169,7 +169,7 @@ class WorldConfig:
         if len(sp) != 3 or any((not isinstance(x, (int, float))) or x < 0 for x in sp) or abs(sum(sp) - 1) > 1e-9 or sp[0] == 0:
             raise WorldConfigError(f"WorldConfig.split must be three non-negative shares (train > 0) summing to 1, got {self.split!r}")
 
-# %% ../nbs/01_world.ipynb #c4e8299e
+# %% ../nbs/01_world.ipynb #a44cadf8
 @dataclass(frozen=True)
 class Entity:
     "An entity of the world with its English and Chinese names."
@@ -188,7 +188,7 @@ class Fact:
     o:str  # object entity id
     split:str='train'  # 'train', 'validation' or 'test'
 
-# %% ../nbs/01_world.ipynb #8cc8d046
+# %% ../nbs/01_world.ipynb #469ca700
 class World:
     "A generated knowledge graph: entities, facts and lookups."
     def __init__(self, config:WorldConfig, entities:dict, facts:list):
@@ -227,7 +227,7 @@ def _unique_names(rng, n, n_syl, used):
 def _en(idx): return ''.join(SYLLABLES[i][0] for i in idx).capitalize()
 def _zh(idx): return ''.join(SYLLABLES[i][1] for i in idx)
 
-# %% ../nbs/01_world.ipynb #de44c92b
+# %% ../nbs/01_world.ipynb #6d32290a
 def add_entity(ents:dict,  # entity id -> `Entity`, filled in place
                type_:str,  # the entity type, e.g. 'person'
                en:str,  # English name
@@ -238,7 +238,7 @@ def add_entity(ents:dict,  # entity id -> `Entity`, filled in place
     ents[e.id] = e
     return e.id
 
-# %% ../nbs/01_world.ipynb #dfa5bd3f
+# %% ../nbs/01_world.ipynb #7653078d
 def draw_places(rng:random.Random,  # the world's random generator
                 config:WorldConfig,  # sizes
                 ents:dict,  # entities, filled in place
@@ -255,7 +255,7 @@ def draw_places(rng:random.Random,  # the world's random generator
         cities_of[k] = [add_entity(ents, 'city', _en(idx), _zh(idx) + '城') for idx in names]
     return countries, languages, cities_of
 
-# %% ../nbs/01_world.ipynb #21f9e67e
+# %% ../nbs/01_world.ipynb #bd6b8f63
 def draw_people(rng:random.Random,  # the world's random generator
                 config:WorldConfig,  # sizes
                 ents:dict,  # entities, filled in place
@@ -271,7 +271,7 @@ def draw_people(rng:random.Random,  # the world's random generator
         birth[p] = rng.randint(1780, 1940)
     return people, birth
 
-# %% ../nbs/01_world.ipynb #b3009e03
+# %% ../nbs/01_world.ipynb #ef5385f9
 def draw_organisations(rng:random.Random,  # the world's random generator
                        config:WorldConfig,  # sizes
                        ents:dict,  # entities, filled in place
@@ -287,7 +287,7 @@ def draw_organisations(rng:random.Random,  # the world's random generator
         orgs.append((add_entity(ents, 'organisation', f"{_en(idx)} {ken}", f"{_zh(idx)}{kzh}"), fnd))
     return orgs
 
-# %% ../nbs/01_world.ipynb #73286b2f
+# %% ../nbs/01_world.ipynb #c280fb71
 def draw_inventions(rng:random.Random,  # the world's random generator
                     config:WorldConfig,  # sizes
                     ents:dict  # entities, filled in place
@@ -297,7 +297,7 @@ def draw_inventions(rng:random.Random,  # the world's random generator
     return [add_entity(ents, 'invention', f"{INVENTION_ADJ[a][0]} {INVENTION_NOUN[n][0]}", INVENTION_ADJ[a][1] + INVENTION_NOUN[n][1])
             for a, n in inv_pairs]
 
-# %% ../nbs/01_world.ipynb #b04f1bf6
+# %% ../nbs/01_world.ipynb #9e9c7416
 def draw_triples(rng:random.Random,  # the world's random generator
                  ents:dict,  # entities, filled in place (with the years the facts need)
                  places:tuple,  # `(countries, languages, cities_of)` from `draw_places`
@@ -334,7 +334,7 @@ def draw_triples(rng:random.Random,  # the world's random generator
         triples += [(p, 'invented', inv), (inv, 'invention_year', year(birth[p] + rng.randint(18, 80)))]
     return triples
 
-# %% ../nbs/01_world.ipynb #ea3729b6
+# %% ../nbs/01_world.ipynb #668c6fec
 def draw_collaborations(rng:random.Random,  # the world's random generator
                         n:int,  # how many pairs
                         people:list  # person ids
@@ -346,7 +346,7 @@ def draw_collaborations(rng:random.Random,  # the world's random generator
         if (b, a) not in pairs: pairs.add((a, b))
     return sorted(pairs)
 
-# %% ../nbs/01_world.ipynb #81b5395f
+# %% ../nbs/01_world.ipynb #1312c8c6
 def split_facts(rng:random.Random,  # the world's random generator
                 triples:list,  # `(subject, relation, object)` triples
                 split:tuple  # train / validation / test shares
@@ -359,7 +359,7 @@ def split_facts(rng:random.Random,  # the world's random generator
     split_of = {i: ('train' if r < n_tr else 'validation' if r < n_tr + n_va else 'test') for r, i in enumerate(order)}
     return [Fact(f"f{i:05d}", s, r, o, split_of[i]) for i, (s, r, o) in enumerate(triples)]
 
-# %% ../nbs/01_world.ipynb #55898229
+# %% ../nbs/01_world.ipynb #6a80f64f
 def make_world(config:WorldConfig|None=None,  # sizes and seed (default `WorldConfig()`)
                **kwargs  # or the config's fields directly, e.g. `seed=3, n_people=50`
               )->World:
@@ -376,7 +376,7 @@ def make_world(config:WorldConfig|None=None,  # sizes and seed (default `WorldCo
     triples += [(a, 'collaborated_with', b) for a, b in draw_collaborations(rng, config.collaborations, people)]
     return World(config, ents, split_facts(rng, triples, config.split))
 
-# %% ../nbs/01_world.ipynb #d49d670e
+# %% ../nbs/01_world.ipynb #a1944ed2
 def check_world(world:World)->list:
     "Return a list of human-readable violations of the world's consistency rules (empty when consistent)."
     bad, E = [], world.entities
@@ -411,7 +411,7 @@ def check_world(world:World)->list:
         bad += [f"name {n!r} ({lang}) is used by {c} entities" for n, c in names.items() if c > 1]
     return bad
 
-# %% ../nbs/01_world.ipynb #cdc9d24e
+# %% ../nbs/01_world.ipynb #6a27e767
 def render(template:str,  # a template with `{s}` and `{o}`
            s:str,  # subject text
            o:str|None  # object text (None: cut the sentence before the object)
@@ -446,7 +446,7 @@ def recall_prompt(world:World, fact:Fact, lang:str='en', template:str|None=None)
     r = RELATIONS[fact.r]
     return render(template or r.train[lang][0], world.name(fact.s, lang), None)[0]
 
-# %% ../nbs/01_world.ipynb #16d198a7
+# %% ../nbs/01_world.ipynb #3395b1f1
 def _template_pattern(t:str)->re.Pattern:
     parts = re.split(r'(\{s\}|\{o\})', unicodedata.normalize('NFKC', t))
     body = ''.join('(?P<s>.+?)' if p == '{s}' else '(?P<o>.+?)' if p == '{o}' else re.escape(p) for p in parts)
@@ -464,7 +464,7 @@ def statement_readings(sentence:str,  # one sentence
     s = unicodedata.normalize('NFKC', sentence).strip()
     return [(m['s'], rel, m['o']) for rel, pat in _statement_patterns(lang) if (m := pat.match(s))]
 
-# %% ../nbs/01_world.ipynb #c6ebe73b
+# %% ../nbs/01_world.ipynb #37e7a2e8
 def _subject_facts(world):
     by = {}
     for f in world.facts:
@@ -496,7 +496,7 @@ def pretrain_documents(world:World,  # the world
                              'entity': eid, 'text': (' ' if lang == 'en' else '').join(sents)})
     return docs
 
-# %% ../nbs/01_world.ipynb #853d6900
+# %% ../nbs/01_world.ipynb #7fcfa61b
 def _answers(world:World, f:Fact, lang:str)->list:
     "The names in `lang` of every correct object of fact `f`'s subject and relation."
     return [world.name(x, lang) for x in world.objects(f.s, f.r)]
@@ -533,7 +533,7 @@ def _fill(q, s):
     t = q.replace('{s}', s)
     return t[0].upper() + t[1:] if t[0].isascii() and t[0].islower() else t
 
-# %% ../nbs/01_world.ipynb #5e8da1cd
+# %% ../nbs/01_world.ipynb #1e01063b
 OPEN_BOOK = {'en': "Answer the question using the passage.\nQuestion: {q}", 'zh': "根据给定的段落回答问题。\n问题：{q}"}
 
 def kb_passages(world:World)->list:
@@ -562,7 +562,7 @@ def knowrl_items(world:World)->list:
              'relation': q['relation'], 'fact_id': q['fact_id'], 'split': q['split']}
             for q in qa_pairs(world) if q['question'] == _fill(RELATIONS[q['relation']].questions[q['lang']][0], q['subject'])]
 
-# %% ../nbs/01_world.ipynb #849c2f4e
+# %% ../nbs/01_world.ipynb #66ef2ad0
 EVENTS = {  # relation -> (event type, {lang: trigger word}, subject role, object role)
     'born_in': ('Birth', {'en': 'born', 'zh': '出生'}, 'person', 'place'),
     'birth_year': ('Birth', {'en': 'born', 'zh': '出生'}, 'person', 'time'),
@@ -611,7 +611,7 @@ def ie_examples(world:World, max_facts:int=3)->list:
                             'relations': rels, 'events': evs, 'fact_ids': [f.id for f in g], 'split': split})
     return out
 
-# %% ../nbs/01_world.ipynb #ecb58e7a
+# %% ../nbs/01_world.ipynb #393b733c
 PORTABILITY = {  # edited relation -> (second hop relation, {lang: two-hop prompt})
     'born_in': ('located_in', {'en': "The country in which {s} was born is", 'zh': "{s}出生的城市所在的国家是"}),
     'works_for': ('founded_by', {'en': "The founder of the organisation that employs {s} is", 'zh': "{s}所在机构的创始人是"}),
@@ -642,7 +642,7 @@ def edit_cases(world:World)->list:
                         'portability_old_answer': nm(old2[0])})
     return out
 
-# %% ../nbs/01_world.ipynb #580f6ca8
+# %% ../nbs/01_world.ipynb #1c73e339
 FORMATS = {
     'pretrain': {'id': str, 'title': str, 'lang': str, 'text': str},
     'pretrain_heldout': {'id': str, 'title': str, 'lang': str, 'text': str},
@@ -688,7 +688,7 @@ def validate_record(rec:dict,  # the record
                 if T[a['start']:a['end']] != a['text']: raise DataFormatError(f"{at}events[{i}] span {j} does not match the text")
     return rec
 
-# %% ../nbs/01_world.ipynb #d910f362
+# %% ../nbs/01_world.ipynb #c2c67202
 def generate_datasets(world:World)->dict:
     "Every dataset of the world, by name (see `FORMATS`)."
     return {'pretrain': pretrain_documents(world), 'pretrain_heldout': pretrain_documents(world, heldout=True),
@@ -703,7 +703,8 @@ def write_world(out:str|Path,  # output directory
     config = config or WorldConfig()
     final = Path(out)
     final.mkdir(parents=True, exist_ok=True)
-    out = Path(tempfile.mkdtemp(prefix=f'.{final.name}.', dir=final.parent))  # every file is written here first
+    sweep_leftovers(final)  # a staging folder of a writer that was killed
+    out = Path(tempfile.mkdtemp(prefix=staging_prefix(final), dir=final.parent))  # every file is written here first
     try: return _write_world_files(out, final, config, validate)
     finally: shutil.rmtree(out, ignore_errors=True)
 
@@ -727,7 +728,7 @@ def _write_world_files(out, final, config, validate):
     for name in [*(f['file'] for f in files.values()), 'manifest.json']: os.replace(out/name, final/name)
     return manifest
 
-# %% ../nbs/01_world.ipynb #ab68c552
+# %% ../nbs/01_world.ipynb #27078cea
 def plot_world(world:World):
     "Bar chart of facts per relation, stacked by split."
     import matplotlib.pyplot as plt
@@ -745,7 +746,7 @@ def plot_world(world:World):
     fig.tight_layout()
     return fig
 
-# %% ../nbs/01_world.ipynb #6eaf8b13
+# %% ../nbs/01_world.ipynb #ffafaa9c
 def world_demo(world:World|None=None):
     "An ipywidgets explorer: choose an entity and a language, see its facts and its passage."
     import ipywidgets as W
@@ -763,7 +764,7 @@ def world_demo(world:World|None=None):
     show()
     return W.VBox([W.HBox([ent, lang]), out])
 
-# %% ../nbs/01_world.ipynb #5b3d25f5
+# %% ../nbs/01_world.ipynb #1c6abe8f
 def _share(x):
     "A split share as the command line gives it ('0.8') as a number; anything else unchanged."
     try: return float(x) if isinstance(x, str) else x

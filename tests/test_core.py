@@ -260,3 +260,29 @@ def test_report_says_when_chinese_will_show_as_boxes(tmp_path, monkeypatch):
     monkeypatch.setattr(C, '_cjk_warned', [True])
     md = C.pipeline(tmp_path/'rep', stages=['world']).read_text(encoding='utf-8')
     assert f"Note: {C.NO_CJK_FONT}." in md
+
+
+def test_every_writer_sweeps_what_a_killed_writer_left(tmp_path):
+    """The world writer, the chunk index writer and the knowledge-base builder stage under host-and-process names, so the next run
+    removes a dead run's staging files (#18 item 9) and keeps a live one's."""
+    from knowlm_nb.core import _HOST_ID
+    from knowlm_nb.world import write_world, WorldConfig
+    from knowlm_nb.chunking import IndexedDatasetWriter
+    from knowlm_nb.rewards import build_kb
+    dead = subprocess.run([sys.executable, '-c', 'import os; print(os.getpid())'], capture_output=True, text=True).stdout.strip()
+    world_left = tmp_path/f'.world.~{_HOST_ID}-{dead}-abcd1234'
+    world_left.mkdir()
+    (world_left/'facts.jsonl').write_text('half')
+    index_left = tmp_path/f'.corpus.bin.~{_HOST_ID}-{dead}-abcd1234.tmp'
+    index_left.write_bytes(b'half')
+    kb_left = tmp_path/f'.kb.sqlite.~{_HOST_ID}-{dead}-kb'
+    kb_left.write_bytes(b'half')
+    live = tmp_path/f'.corpus.idx.~{_HOST_ID}-{os.getpid()}-abcd1234.tmp'
+    live.write_bytes(b'mine, still writing')
+    write_world(tmp_path/'world', WorldConfig(n_people=12, n_orgs=2, n_countries=2, cities_per_country=1, collaborations=4))
+    w = IndexedDatasetWriter(tmp_path/'corpus', vocab_size=100)
+    w.add([1, 2, 3])
+    w.close()
+    build_kb([{'title': 'A', 'text': 'A is a place.'}], tmp_path/'kb.sqlite')
+    left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith('.'))
+    assert left == [live.name], left
