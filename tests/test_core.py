@@ -286,3 +286,23 @@ def test_every_writer_sweeps_what_a_killed_writer_left(tmp_path):
     build_kb([{'title': 'A', 'text': 'A is a place.'}], tmp_path/'kb.sqlite')
     left = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith('.'))
     assert left == [live.name], left
+
+
+def test_without_a_cjk_font_the_command_says_so_and_how_to_fix_it(tmp_path):
+    """#18 item 4: on a machine with no CJK font, `knowlm-nb pipeline` (whose rhyme grid is Chinese) warns on stderr with the fix,
+    and the report carries the same note; the figure is still written."""
+    code = f"""
+import sys, matplotlib
+matplotlib.use('Agg')
+from matplotlib import font_manager
+cjk = ('wenquanyi', 'noto sans cjk', 'source han', 'simhei', 'yahei', 'pingfang', 'heiti', 'ar pl')
+font_manager.fontManager.ttflist = [f for f in font_manager.fontManager.ttflist if not any(k in f.name.lower() for k in cjk)]
+font_manager.findSystemFonts = lambda *a, **k: []
+from knowlm_nb.core import main
+sys.exit(main(['pipeline', '--out', {str(tmp_path/'rep')!r}, '--stages', 'rhyme']))
+"""
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert 'no CJK font is installed' in r.stderr and 'apt-get install fonts-wqy-microhei' in r.stderr, r.stderr[-2000:]
+    assert 'no CJK font is installed' in (tmp_path/'rep'/'report.md').read_text(encoding='utf-8')
+    assert (tmp_path/'rep'/'figures'/'rhyme_grid.png').read_bytes()[:4] == b'\x89PNG'
