@@ -116,7 +116,8 @@ def convert(nb_path:Path, executed:Path|None, modidx:dict)->dict:
                 anchor = api_anchor(modidx, module.__name__, name)
                 cells.append(md_cell(api_markdown(getattr(module, name), anchor), f'api-{anchor}'))
     nb['cells'] = cells
-    nb['metadata'].pop('widgets', None) if not (nb['metadata'].get('widgets') or {}).get('application/vnd.jupyter.widget-state+json') else None
+    if not (nb['metadata'].get('widgets') or {}).get('application/vnd.jupyter.widget-state+json'):
+        nb['metadata'].pop('widgets', None)  # no saved widget state: MyST-NB then loads no widget renderer
     return nb
 
 
@@ -204,7 +205,7 @@ def main(argv=None):
     if a.cmd == 'readme':
         want, path = readme_text(), ROOT/'README.md'
         if a.check:
-            if path.read_text(encoding='utf-8').strip() != want.strip():
+            if path.read_text(encoding='utf-8') != want:
                 print("README.md is stale: it is generated from nbs/index.ipynb; run `make readme` and commit", file=sys.stderr)
                 return 1
             return 0
