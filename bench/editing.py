@@ -2,7 +2,8 @@
 
 Run: `.venv/bin/python bench/editing.py [--n 20] [--gpt2-edits 3]`. Writes bench/results/editing.json.
 Tiny model: the cached tiny pretrained model (2 layers, width 128), `--n` of the world's training edits, independent mode
-(each edit on the original weights, undone after measuring), the 'tiny' presets. Protocol: teacher-forced token accuracy;
+(each edit on the original weights, undone after measuring), the 'tiny' presets (ROME: the spill-aware value, C = I), plus ROME
+with EasyEdit's value (δ at the subject only) with C = I and with C from the world's documents. Protocol: teacher-forced token accuracy;
 locality = agreement with the pre-edit predictions; rewrite_generated = greedy generation contains the new object.
 GPT-2-small size: a random-init GPT-2 of 12 layers, width 768 (the world tokenizer's vocabulary), ROME with EasyEdit's gpt2-xl
 settings at layer 5 (20 steps on 21 templates of 10 tokens, no covariance); timing only, its metrics mean nothing.
@@ -27,8 +28,9 @@ def main():
     reqs = world_edit_requests(n=a.n)
     pool = world_edit_requests()[a.n:]
     tiny = []
-    for m in EDIT_METHODS:
-        r = edit(model, tok, reqs, method=m, ike_pool=pool, progress=False)
+    runs = [(m, {}) for m in EDIT_METHODS] + [('rome', {'spill_aware': False}), ('rome', {'spill_aware': False, 'covariance': True})]
+    for m, over in runs:
+        r = edit(model, tok, reqs, method=m, ike_pool=pool, progress=False, **over)
         tiny.append({**r.summary(), 'hparams': r.hparams})
         print(tiny[-1], flush=True)
     wt = world_tokenizer()
@@ -41,8 +43,8 @@ def main():
     gpt2 = {'parameters': n_params, 'layers': 12, 'width': 768, 'edits': a.gpt2_edits, 'seconds_per_edit': round(r.seconds_per_edit, 2),
             'seconds_with_templates': round((time.perf_counter() - t0) / a.gpt2_edits, 2), 'hparams': r.hparams}
     print(gpt2)
-    print(f"\n{'method':<6} {'rewrite':>8} {'rephrase':>9} {'locality':>9} {'portab.':>8} {'generated':>10} {'fluency':>8} {'s/edit':>7}")
-    for s in tiny: print(f"{s['method']:<6} {s['rewrite']:>8.3f} {s['rephrase']:>9.3f} {s['locality']:>9.3f} {s['portability']:>8.3f} {s['rewrite_generated']:>10.3f} {s['fluency']:>8.2f} {s['seconds_per_edit']:>7.3f}")
+    print(f"\n{'method':<6} {'variant':<32} {'rewrite':>8} {'rephrase':>9} {'locality':>9} {'portab.':>8} {'generated':>10} {'fluency':>8} {'s/edit':>7}")
+    for s in tiny: print(f"{s['method']:<6} {s['variant']:<32} {s['rewrite']:>8.3f} {s['rephrase']:>9.3f} {s['locality']:>9.3f} {s['portability']:>8.3f} {s['rewrite_generated']:>10.3f} {s['fluency']:>8.2f} {s['seconds_per_edit']:>7.3f}")
     print(f"ROME at GPT-2-small size ({n_params / 1e6:.0f}M parameters): {gpt2['seconds_per_edit']:.2f} s per edit")
     write_results('editing', {'threads': torch.get_num_threads(), 'tiny_model': {'edits': a.n, 'mode': 'independent', 'methods': tiny},
                               'gpt2_small_rome': gpt2})

@@ -9,10 +9,11 @@ __all__ = ['OPTIONAL_FIELDS', 'LAYER_PATHS', 'MLP_OUT_NAMES', 'CONTEXT_STARTS', 
            'PROTOCOL', 'cli_edit', 'EditError', 'check_request', 'world_edit_requests', 'decoder_layers',
            'mlp_output_module', 'weight_out_in', 'answer_separator', 'target_ids', 'subject_last_index',
            'predicted_tokens', 'token_accuracy', 'generated_match', 'ngram_entropy', 'EditHandle', 'module_io',
-           'context_templates', 'subject_key', 'rome_value', 'rome_update', 'apply_update', 'key_covariance',
-           'cached_key_covariance', 'memit_edit', 'ft_edit', 'kn_attributions', 'kn_edit', 'ike_demonstrations',
-           'ike_prefix', 'EditResult', 'edit_hparams', 'edit', 'plot_edit_metrics', 'edit_demo', 'zsre_to_request',
-           'read_edit_requests', 'EditConfig', 'run_edit', 'pipeline_edit']
+           'context_templates', 'subject_key', 'rome_value', 'rome_direction', 'rome_update', 'apply_update',
+           'key_covariance', 'cached_key_covariance', 'covariance_corpus', 'spill_shares', 'memit_edit', 'ft_edit',
+           'kn_attributions', 'kn_edit', 'ike_demonstrations', 'ike_prefix', 'EditResult', 'edit_hparams', 'edit',
+           'plot_edit_metrics', 'edit_demo', 'zsre_to_request', 'read_edit_requests', 'EditConfig', 'run_edit',
+           'pipeline_edit']
 
 # %% ../nbs/08_editing.ipynb #fc964c36
 import re, math, time, json, hashlib
@@ -226,18 +227,21 @@ def subject_key(model, tok, request:dict, layer:int,
     keys, _ = module_io(model, module, rows)
     return keys.mean(0)
 
-# %% ../nbs/08_editing.ipynb #26a4ae0f
+# %% ../nbs/08_editing.ipynb #399c9db2
 def rome_value(model, tok, request:dict, layer:int, templates:list,
-               steps:int=20,  # Adam steps on δ (EasyEdit gpt2-xl: 20, llama-7b: 25)
+               steps:int=20,  # iterations, as EasyEdit counts them: each computes the loss, all but the last then take an Adam step (gpt2-xl: 20, llama-7b: 25)
                lr:float=0.5,  # Adam learning rate
                clamp:float=4.0,  # ‖δ‖ ≤ clamp · ‖original output‖
                kl_factor:float=0.0625,  # weight of the KL term on '{subject} is a'
                weight_decay:float=0.5,  # weight of ‖δ‖ / ‖original output‖²
                stop_loss:float=5e-2,  # stop once the loss is below this
-               module=None  # optimise this module's output instead of the layer's MLP projection (MEMIT: the whole decoder layer)
+               module=None,  # optimise this module's output instead of the layer's MLP projection (MEMIT: the whole decoder layer)
+               spill=None  # (u, k): add δ at every token j scaled by `spill_shares` (what the update with direction u will do); None: at the subject only (EasyEdit)
               )->tuple:
     "(v*, the original output at the bare prompt, final NLL): the projection output that makes the model say `target_new`."
     import torch
+    if spill is not None and module is not None: raise EditError("spill applies to the MLP projection's output, not to another module's")
+    if steps < 1: raise EditError(f"steps must be at least 1 (one loss evaluation), got {steps}")
     if module is None: _, module = mlp_output_module(model, layer)
     subj, prompt = request['subject'], request['prompt']
     _, t = target_ids(tok, prompt, request['target_new'])
@@ -258,8 +262,10 @@ def rome_value(model, tok, request:dict, layer:int, templates:list,
     def add_delta(m, inp, out):
         h = out[0] if isinstance(out, tuple) else out  # (a GPT-2 block returns a tuple)
         if 'init' not in state: state['init'] = h[0, look[0]].detach().clone()  # the output at the bare prompt's subject
-        h = h.clone()
-        h[torch.arange(len(rows), device=dev), look_t] += delta.to(h.dtype)
+        if spill is not None: h = h + spill_shares(inp[0], *spill)[..., None].to(h.dtype) * delta.to(h.dtype)  # every token, as ΔW will move it
+        else:
+            h = h.clone()
+            h[torch.arange(len(rows), device=dev), look_t] += delta.to(h.dtype)
         return (h,) + tuple(out[1:]) if isinstance(out, tuple) else h
     with torch.no_grad():
         kl_init = torch.log_softmax(_forward_logits(model, rows[-1:])[0, look[-1]].float(), -1)
@@ -276,7 +282,7 @@ def rome_value(model, tok, request:dict, layer:int, templates:list,
             kl = kl_factor * torch.nn.functional.kl_div(kl_init, lp[-1, look[-1]], log_target=True, reduction='sum')
             init = state['init'].float()
             loss = nll + kl + weight_decay * (delta.norm() / init.norm() ** 2)
-            if loss.item() < stop_loss: break
+            if loss.item() < stop_loss or step == steps - 1: break  # (so the NLL returned is that of the v* returned)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -289,7 +295,26 @@ def rome_value(model, tok, request:dict, layer:int, templates:list,
         model.train(was_training)
     return (state['init'].float() + delta.detach()), state['init'].float(), nll.item()
 
-# %% ../nbs/08_editing.ipynb #c97449a7
+# %% ../nbs/08_editing.ipynb #bf56de91
+def rome_direction(key,  # k*: the averaged key
+                   cov=None,  # C (input × input); None means the identity
+                   layer:int|None=None  # (only to name the layer in errors)
+                  ):
+    "u = C⁻¹k* / ‖C⁻¹k*‖, the input direction ROME's update reads (k*/‖k*‖ when C is None); `EditError` when C cannot be solved."
+    import torch
+    key = key.float()
+    where = f" of layer {layer}" if layer is not None else ''
+    if cov is None: u = key
+    else:
+        C = cov.double().to(key.device)
+        if C.shape != (key.shape[0], key.shape[0]): raise EditError(f"covariance of shape {tuple(C.shape)} does not match keys of size {key.shape[0]}")
+        rank = int(torch.linalg.matrix_rank(C))
+        if rank < C.shape[0]: raise EditError(f"the covariance{where} is singular (rank {rank} < {C.shape[0]}): compute it from more text")
+        try: u = torch.linalg.solve(C, key.double()).float()
+        except RuntimeError as e: raise EditError(f"the covariance{where} is singular ({e}); compute it from more text") from None
+    if not torch.isfinite(u).all() or u.norm() == 0: raise EditError(f"the update direction{where} is zero or not finite (singular covariance?)")
+    return u / u.norm()
+
 def rome_update(model, layer:int,
                 key,  # k*: the averaged key (input dimension), sets the direction of the update
                 value,  # v*: the output the projection must give at `prompt_key`
@@ -300,17 +325,9 @@ def rome_update(model, layer:int,
     import torch
     _, module = mlp_output_module(model, layer)
     W = weight_out_in(module).detach().float()
-    key, value = key.float().to(W.device), value.float().to(W.device)
-    k = key if prompt_key is None else prompt_key.float().to(W.device)
-    if cov is None: u = key
-    else:
-        C = cov.double().to(W.device)
-        if C.shape != (key.shape[0], key.shape[0]): raise EditError(f"covariance of shape {tuple(C.shape)} does not match keys of size {key.shape[0]}")
-        if int(torch.linalg.matrix_rank(C)) < C.shape[0]: raise EditError(f"the covariance of layer {layer} is singular (rank {int(torch.linalg.matrix_rank(C))} < {C.shape[0]}): compute it from more text")
-        try: u = torch.linalg.solve(C, key.double()).float()
-        except RuntimeError as e: raise EditError(f"the covariance of layer {layer} is singular ({e}); compute it from more text") from None
-    if not torch.isfinite(u).all() or u.norm() == 0: raise EditError(f"the update direction at layer {layer} is zero or not finite (singular covariance?)")
-    u = u / u.norm()
+    value = value.float().to(W.device)
+    u = rome_direction(key.to(W.device), cov, layer)
+    k = (key if prompt_key is None else prompt_key).float().to(W.device)
     denom = k @ u
     if abs(float(denom)) < 1e-8 * float(k.norm()): raise EditError(f"the key is orthogonal to the update direction at layer {layer}: the solve is singular")
     bias = module.bias.detach().float() if getattr(module, 'bias', None) is not None else 0
@@ -326,9 +343,9 @@ def apply_update(model, layer:int, delta  # ΔW as (output × input)
         module.weight.add_(d.T if type(module).__name__ == 'Conv1D' else d)
     return name + '.weight'
 
-# %% ../nbs/08_editing.ipynb #c7b5c469
+# %% ../nbs/08_editing.ipynb #14d9ab74
 def key_covariance(model, tok, layer:int,
-                   texts:list,  # the corpus
+                   texts:list,  # the corpus: texts, or token-id sequences (a chunking index's samples, see `covariance_corpus`)
                    max_len:int=256,  # tokens per text
                    batch_size:int=16,  # texts per forward pass
                    progress:bool=True  # tqdm bar
@@ -345,7 +362,7 @@ def key_covariance(model, tok, layer:int,
     h = module.register_forward_hook(lambda m, i, o: got.__setitem__('k', i[0].detach()))
     try:
         for j in tqdm(range(0, len(texts), batch_size), desc=f'covariance, layer {layer}', disable=not progress):
-            ids = [tok(t)['input_ids'][:max_len] for t in texts[j:j + batch_size]]
+            ids = [(tok(t)['input_ids'] if isinstance(t, str) else [int(x) for x in t])[:max_len] for t in texts[j:j + batch_size]]
             with torch.no_grad(): _forward_logits(model, ids)
             k = torch.cat([got['k'][r, :len(x)] for r, x in enumerate(ids)]).double().cpu()
             S += k.T @ k
@@ -369,6 +386,36 @@ def cached_key_covariance(model, tok, layer:int, texts:list, max_len:int=256)->'
         save_file({'cov': C.contiguous()}, str(d/'cov.safetensors'))
         (d/'info.json').write_text(json.dumps({'tokens': n, 'texts': len(texts), 'layer': layer}))
     return load_file(str(cached_build('edit_covariance', key, build)/'cov.safetensors'))['cov']
+
+# %% ../nbs/08_editing.ipynb #a215b97f
+def covariance_corpus(source,  # texts, a .txt/.jsonl file, or a chunking index (its PREFIX, or PREFIX.idx)
+                      tok=None,  # the model's tokenizer (an index's vocabulary is checked against it)
+                      max_samples:int|None=None  # keep the first this many documents or samples
+                     )->list:
+    "The corpus for `key_covariance`: a list of texts, or of token-id lists when `source` is a chunking index."
+    if isinstance(source, (list, tuple)): items = list(source[:max_samples])
+    else:
+        from knowlm_nb.chunking import iter_documents, open_index
+        p = Path(source)
+        if p.suffix.lower() in ('.txt', '.jsonl') and p.is_file(): items = [t for t, _, _ in iter_documents(p)][:max_samples]
+        else:
+            prefix = p.with_suffix('') if p.suffix in ('.idx', '.bin') else p
+            if not prefix.with_name(prefix.name + '.idx').exists(): raise EditError(f"{source}: expected texts, a .txt/.jsonl file or a chunking index (PREFIX.bin + PREFIX.idx)")
+            ds = open_index(prefix)
+            if tok is not None and ds.vocab_size and ds.vocab_size != len(tok):
+                raise EditError(f"{prefix}.idx: token ids of a {ds.vocab_size}-token vocabulary, but the model's tokenizer has {len(tok)}: chunk the corpus with the model's tokenizer")
+            items = [ds[i].tolist() for i in range(len(ds) if max_samples is None else min(max_samples, len(ds)))]
+    if not items: raise EditError(f"{source if not isinstance(source, (list, tuple)) else 'the covariance corpus'}: no text to compute the covariance from")
+    return items
+
+# %% ../nbs/08_editing.ipynb #6c3f6c18
+def spill_shares(keys,  # keys at the edited projection's input, (..., input)
+                 direction,  # u, the update's input direction (`rome_direction`)
+                 prompt_key  # k, the key at the edit prompt's subject
+                ):
+    "(u·k_j)/(u·k) for every key k_j: the share of δ that ROME's update adds to each token's output (1 at the subject)."
+    u = direction.float().to(keys.device)
+    return (keys.float() @ u) / (prompt_key.float().to(keys.device) @ u)
 
 # %% ../nbs/08_editing.ipynb #78427eb3
 def memit_edit(model, tok, requests:list, layers:list,  # decoder layers to spread the edit over (ascending)
@@ -521,13 +568,13 @@ def ike_prefix(request:dict, pool:list,
     fact = request['prompt'] + answer_separator(request['prompt'], request['target_new']) + request['target_new']
     return ''.join(demos[i][1] for i in best) + f"New Fact: {fact}\nPrompt: "
 
-# %% ../nbs/08_editing.ipynb #db78b79b
+# %% ../nbs/08_editing.ipynb #7a067505
 EDIT_METHODS = ('rome', 'memit', 'ft', 'kn', 'ike')
 EDIT_MODES = ('independent', 'sequential', 'batch')
 EDIT_PRESETS = {  # EasyEdit's hparams/<METHOD>/<model>.yaml where they exist; 'tiny' measured on the toy world's tiny model
-    'rome': {'tiny': dict(layer=0, steps=60, lr=1.0, clamp=50.0, kl_factor=0.0625, weight_decay=0.0, n_templates=10, template_length=5, covariance=True),
-             'gpt2-xl': dict(layer=17, steps=20, lr=0.5, clamp=4.0, kl_factor=0.0625, weight_decay=0.5, n_templates=20, template_length=10, covariance=False),
-             'llama-7b': dict(layer=5, steps=25, lr=0.5, clamp=4.0, kl_factor=0.0625, weight_decay=1e-3, n_templates=20, template_length=10, covariance=False)},
+    'rome': {'tiny': dict(layer=0, steps=60, lr=1.0, clamp=50.0, kl_factor=0.0625, weight_decay=0.0, n_templates=10, template_length=5, covariance=False, spill_aware=True),
+             'gpt2-xl': dict(layer=17, steps=20, lr=0.5, clamp=4.0, kl_factor=0.0625, weight_decay=0.5, n_templates=20, template_length=10, covariance=False, spill_aware=False),
+             'llama-7b': dict(layer=5, steps=25, lr=0.5, clamp=4.0, kl_factor=0.0625, weight_decay=1e-3, n_templates=20, template_length=10, covariance=False, spill_aware=False)},
     'memit': {'tiny': dict(layers=[0], mom2_weight=1.0, steps=60, lr=1.0, clamp=50.0, kl_factor=0.0625, weight_decay=0.0, n_templates=10, template_length=5),
               'gpt2-xl': dict(layers=[13, 14, 15, 16, 17], mom2_weight=20000.0, steps=20, lr=0.5, clamp=0.75, kl_factor=0.0625, weight_decay=0.5, n_templates=5, template_length=10),
               'llama-7b': dict(layers=[4, 5, 6, 7, 8], mom2_weight=15000.0, steps=25, lr=0.5, clamp=4.0, kl_factor=0.0625, weight_decay=1e-3, n_templates=5, template_length=10)},
@@ -552,10 +599,15 @@ class EditResult:
     hparams: dict
     seconds_per_edit: float
 
+    def variant(self)->str:
+        "What distinguishes this run of a method: ROME's value (spill-aware or EasyEdit's) and whether C came from a corpus."
+        if self.method != 'rome': return ''
+        return ('spill-aware value' if self.hparams.get('spill_aware') else 'EasyEdit value') + (', C from corpus' if self.hparams.get('covariance') else ', C = I')
+
     def summary(self)->dict:
-        "Mean of every metric over the requests, with method and mode."
+        "Mean of every metric over the requests, with method, variant and mode."
         keys = ('rewrite', 'rephrase', 'locality', 'portability', 'rewrite_generated', 'fluency')
-        out = {'method': self.method, 'mode': self.mode, 'edits': len(self.rows)}
+        out = {'method': self.method, 'variant': self.variant(), 'mode': self.mode, 'edits': len(self.rows)}
         for k in keys:
             vals = [r[k] for r in self.rows if r.get(k) is not None]
             out[k] = round(sum(vals) / len(vals), 3) if vals else None
@@ -592,10 +644,11 @@ def _apply(model, tok, r:dict, method:str, hp:dict, cov:dict, templates:list)->N
     if method == 'rome':
         l = hp['layer']
         key = subject_key(model, tok, r, l, templates)
-        value, _, _ = rome_value(model, tok, r, l, templates, steps=hp['steps'], lr=hp['lr'], clamp=hp['clamp'],
-                                 kl_factor=hp['kl_factor'], weight_decay=hp['weight_decay'])
         _, module = mlp_output_module(model, l)
         pk, _ = module_io(model, module, [(tok(r['prompt'])['input_ids'], subject_last_index(tok, r['prompt'], r['subject']))])
+        spill = (rome_direction(key, cov.get(l), l), pk[0]) if hp.get('spill_aware') else None
+        value, _, _ = rome_value(model, tok, r, l, templates, steps=hp['steps'], lr=hp['lr'], clamp=hp['clamp'],
+                                 kl_factor=hp['kl_factor'], weight_decay=hp['weight_decay'], spill=spill)
         apply_update(model, l, rome_update(model, l, key, value, cov=cov.get(l), prompt_key=pk[0]))
     elif method == 'memit':
         memit_edit(model, tok, r if isinstance(r, list) else [r], hp['layers'], templates, cov, hp['mom2_weight'], steps=hp['steps'], lr=hp['lr'],
@@ -607,7 +660,7 @@ def edit(model, tok, requests:list,  # EasyEdit-style records (see `check_reques
          method:str='rome',  # 'rome', 'memit', 'ft', 'kn' or 'ike'
          mode:str='independent',  # 'independent' (each from the original weights, undone after), 'sequential' (accumulate, kept) or 'batch' (MEMIT: one solve for all, kept)
          preset:str='tiny',  # hyper-parameter preset: 'tiny', 'gpt2-xl', 'llama-7b'
-         covariance_texts:list|None=None,  # ROME with covariance: the corpus for C (default: the toy world's documents)
+         covariance_texts:list|str|None=None,  # ROME/MEMIT: the corpus for C, as `covariance_corpus` takes it (given: ROME uses C; default: the toy world's documents where the preset uses C)
          ike_pool:list|None=None,  # IKE: requests to draw demonstrations from (default: the world's training edits)
          generate:bool=True,  # also measure greedy generation and fluency (slower)
          progress:bool=True,  # tqdm bar over the requests
@@ -628,8 +681,9 @@ def edit(model, tok, requests:list,  # EasyEdit-style records (see `check_reques
         handle = EditHandle(model, [n + '.weight' for n in names])
     if method in ('rome', 'memit'):
         templates = context_templates(model, tok, hp['n_templates'], hp['template_length'])
+        if covariance_texts is not None and method == 'rome': hp['covariance'] = True
         if hp.get('covariance', True):
-            texts = covariance_texts or [d['text'] for d in pretrain_documents(make_world(), repeats=1)]
+            texts = covariance_corpus(covariance_texts, tok) if covariance_texts is not None else [d['text'] for d in pretrain_documents(make_world(), repeats=1)]
             for l in (hp['layers'] if method == 'memit' else [hp['layer']]): cov[l] = cached_key_covariance(model, tok, l, texts)
     pool = ike_pool if ike_pool is not None else world_edit_requests()
     pre = [predicted_tokens(model, tok, r['locality_prompt'], r['locality_ground_truth']) if r.get('locality_prompt') else None for r in reqs]
@@ -651,7 +705,7 @@ def edit(model, tok, requests:list,  # EasyEdit-style records (see `check_reques
     for r, row in zip(reqs, rows): row.update({'method': method, 'mode': mode, 'case_id': r.get('case_id'), 'lang': r.get('lang'), 'protocol': PROTOCOL})
     return EditResult(model, rows, handle, method, mode, hp, secs)
 
-# %% ../nbs/08_editing.ipynb #fa3ba75c
+# %% ../nbs/08_editing.ipynb #d05ccaa5
 def plot_edit_metrics(summaries:list,  # `EditResult.summary()` dicts (and a 'before' row if wanted)
                       title:str='knowledge editing'):
     "Grouped bars: rewrite, rephrase, locality and portability per method."
@@ -660,7 +714,8 @@ def plot_edit_metrics(summaries:list,  # `EditResult.summary()` dicts (and a 'be
     fig, ax = plt.subplots(figsize=(7, 3))
     w = 0.8 / len(summaries)
     for i, s in enumerate(summaries):
-        ax.bar([j + i * w for j in range(len(keys))], [s.get(k) or 0 for k in keys], w, label=f"{s['method']} ({s['mode']})")
+        label = s['method'] + (f", {s['variant']}" if s.get('variant') else '') + f" ({s['mode']})"
+        ax.bar([j + i * w for j in range(len(keys))], [s.get(k) or 0 for k in keys], w, label=label)
     ax.set_xticks([j + w * (len(summaries) - 1) / 2 for j in range(len(keys))], keys)
     ax.set_ylim(0, 1.05)
     ax.set_ylabel('token accuracy / agreement')
@@ -735,18 +790,19 @@ def read_edit_requests(path:str|Path  # a .json list or a .jsonl file of EasyEdi
     if not recs: raise EditError(f"{path}: no edit records")
     return [check_request(zsre_to_request(r) if isinstance(r, dict) else r, where) for where, r in recs]
 
-# %% ../nbs/08_editing.ipynb #a172b885
+# %% ../nbs/08_editing.ipynb #8124081b
 @dataclass
 class EditConfig:
     "What `knowlm-nb edit` runs."
-    method:str='rome'  # 'rome', 'ft' or 'ike'
-    mode:str='independent'  # 'independent' (each edit from the original weights) or 'sequential' (edits accumulate)
+    method:str='rome'  # 'rome', 'memit', 'ft', 'kn' or 'ike'
+    mode:str='independent'  # 'independent' (each edit from the original weights), 'sequential' (edits accumulate) or 'batch' (MEMIT)
     data:str='world'  # 'world' (the toy world's edit cases) or an EasyEdit .json/.jsonl file
     split:str='train'  # with data=world: which facts
     n:int=20  # edit at most this many requests
     model:str='tiny_lm'  # 'tiny_lm' (the cached tiny pretrained model), a local path or a hub id
     preset:str='tiny'  # hyper-parameter preset: 'tiny', 'gpt2-xl', 'llama-7b'
     layer:int|None=None  # ROME/FT: override the preset's layer
+    covariance_from:str=''  # ROME/MEMIT: compute C from this .txt/.jsonl file or chunking index prefix ('' : as the preset says, from the world's documents)
     out:str='edit_results.json'  # where to write the rows and the summary
     generate:bool=True  # also measure greedy generation and fluency
     seed:int=0  # world seed (data=world) and sampling seed
@@ -764,16 +820,17 @@ def run_edit(cfg:EditConfig)->dict:
     path = str(tiny_lm_path(cfg.seed)) if cfg.model == 'tiny_lm' else cfg.model
     model, tok = load_model(path).eval(), load_tokenizer(path)
     over = {'layer': cfg.layer} if cfg.layer is not None and cfg.method in ('rome', 'ft') else {}
-    res = edit(model, tok, reqs, method=cfg.method, mode=cfg.mode, preset=cfg.preset, generate=cfg.generate, **over)
+    res = edit(model, tok, reqs, method=cfg.method, mode=cfg.mode, preset=cfg.preset, generate=cfg.generate,
+               covariance_texts=cfg.covariance_from or None, **over)
     summary = res.summary()
-    write_json(cfg.out, {'summary': summary, 'hparams': res.hparams, 'protocol': PROTOCOL, 'rows': res.rows})
+    write_json(cfg.out, {'summary': summary, 'hparams': res.hparams, 'protocol': PROTOCOL, 'covariance_from': cfg.covariance_from or None, 'rows': res.rows})
     print(json.dumps(summary, ensure_ascii=False))
     return summary
 
 def _run_edit(cfg:EditConfig):
     run_edit(cfg)
 
-cli_edit = config_command(EditConfig, _run_edit, 'knowlm-nb edit', 'edit facts in a model (ROME, FT-L, IKE) and measure rewrite, rephrase, locality and portability')
+cli_edit = config_command(EditConfig, _run_edit, 'knowlm-nb edit', 'edit facts in a model (ROME, MEMIT, FT-L, KN, IKE) and measure rewrite, rephrase, locality and portability')
 
 def pipeline_edit(report,  # the pipeline's `Report`
                   ctx:dict  # the pipeline's shared state (`seed`, optionally `world`)

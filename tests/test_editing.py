@@ -68,14 +68,69 @@ def test_bad_input_is_refused_before_any_change(tiny):
     assert all(torch.equal(p, w0[n]) for n, p in m.named_parameters())
 
 def test_tiny_model_edits(tiny):
-    "FT-L rewrites the 20 world edits and keeps unrelated answers; ROME keeps them and moves the answers towards the new objects."
+    "Over 20 world edits, each from the original weights: ROME (tiny preset: spill-aware value) and FT-L rewrite >= 0.9 with locality >= 0.9."
     m, tok = tiny
     reqs = world_edit_requests(n=20)
     before = sum(token_accuracy(m, tok, r['prompt'], r['target_new']) for r in reqs) / len(reqs)
     ft = edit(m, tok, reqs, method='ft', generate=False, progress=False).summary()
-    rome = edit(m, tok, reqs, method='rome', generate=False, progress=False).summary()
+    rome = edit(m, tok, reqs, method='rome', mode='independent', generate=False, progress=False).summary()
+    assert before < 0.5, before
     assert ft['rewrite'] >= 0.9 and ft['locality'] >= 0.9, ft
-    assert rome['locality'] >= 0.9 and rome['rewrite'] > before + 0.2, (before, rome)
+    assert rome['variant'] == 'spill-aware value, C = I' and rome['edits'] == 20, rome
+    assert rome['rewrite'] >= 0.9 and rome['locality'] >= 0.9, rome
+
+def test_spill_aware_value_is_what_the_edited_model_computes(tiny):
+    "With spill=(u, k), the NLL the value optimisation reaches on the bare prompt is the edited model's NLL; the rank-one maths is unchanged."
+    from knowlm_nb.editing import rome_value, rome_direction, subject_key, subject_last_index, target_ids, spill_shares
+    m, tok = tiny
+    _, mod = mlp_output_module(m, 0)
+    for req in world_edit_requests(n=4)[2:]:
+        k_star = subject_key(m, tok, req, 0, ['{}'])
+        pos = subject_last_index(tok, req['prompt'], req['subject'])
+        k, _ = module_io(m, mod, [(tok(req['prompt'])['input_ids'], pos)])
+        u = rome_direction(k_star)
+        v, _, nll = rome_value(m, tok, req, 0, ['{}'], steps=30, lr=1.0, clamp=50.0, kl_factor=0.0, weight_decay=0.0, spill=(u, k[0]))
+        h = EditHandle(m, ['model.layers.0.mlp.down_proj.weight'])
+        try:
+            apply_update(m, 0, rome_update(m, 0, k_star, v, prompt_key=k[0]))
+            a, t = target_ids(tok, req['prompt'], req['target_new'])
+            with torch.no_grad(): lp = torch.log_softmax(m(input_ids=torch.tensor([a + t[:-1]])).logits[0, len(a) - 1:].float(), -1)
+            after = -float(lp.gather(-1, torch.tensor(t)[:, None]).mean())
+        finally: h.restore()
+        assert abs(after - nll) < 2e-3, (req['case_id'], nll, after)
+    keys = torch.randn(5, 512)
+    assert torch.allclose(spill_shares(keys, u, keys[2]), (keys @ u) / (keys[2] @ u)) and abs(float(spill_shares(keys, u, keys[2])[2]) - 1) < 1e-6
+
+def test_value_iterations_count_as_easyedit_counts_them(tiny):
+    "steps=N is N loss evaluations and N-1 Adam steps (EasyEdit's compute_v): one iteration leaves v* at the original output."
+    from knowlm_nb.editing import rome_value
+    m, tok = tiny
+    req = world_edit_requests(n=1)[0]
+    v1, init, _ = rome_value(m, tok, req, 0, ['{}'], steps=1, lr=1.0)
+    v2, _, _ = rome_value(m, tok, req, 0, ['{}'], steps=2, lr=1.0)
+    assert torch.equal(v1, init) and not torch.equal(v2, init)
+    with pytest.raises(EditError, match='steps must be at least 1'): rome_value(m, tok, req, 0, ['{}'], steps=0)
+
+def test_covariance_corpus_inputs(tiny, tmp_path):
+    "C from texts, a .jsonl file or a chunking index; an index of another vocabulary and a missing corpus are refused by name."
+    from knowlm_nb.editing import covariance_corpus, key_covariance
+    from knowlm_nb.chunking import chunk_corpus, ChunkConfig
+    m, tok = tiny
+    f = tmp_path/'c.jsonl'
+    f.write_text(''.join(json.dumps({'text': t}) + '\n' for t in ['Lanren Works is headquartered in Duvin.', 'Corel is a city in Jolania.']))
+    chunk_corpus([f], tok, tmp_path/'idx', ChunkConfig(max_len=64), progress=False)
+    ids = covariance_corpus(tmp_path/'idx', tok)
+    assert all(isinstance(x, list) for x in ids) and covariance_corpus(str(tmp_path/'idx.idx'), tok) == ids
+    C, n = key_covariance(m, tok, 0, ids, progress=False)
+    assert n == sum(len(x) for x in ids) and C.shape == (512, 512)
+    assert covariance_corpus(f) == ['Lanren Works is headquartered in Duvin.', 'Corel is a city in Jolania.']
+    with pytest.raises(EditError, match='chunking index'): covariance_corpus(tmp_path/'nothing', tok)
+    empty = tmp_path/'e.txt'
+    empty.write_text('')
+    with pytest.raises(Exception, match='e.txt'): covariance_corpus(empty)
+    class Other:
+        def __len__(self): return 99
+    with pytest.raises(EditError, match='99'): covariance_corpus(tmp_path/'idx', Other())
 
 def run(*args):
     return subprocess.run([str(Path(sys.executable).parent/'knowlm-nb'), 'edit', *args], capture_output=True, text=True, timeout=600)
@@ -92,6 +147,8 @@ def test_cli(tmp_path):
     assert r.returncode == 2 and 'bad.jsonl line 2' in r.stderr and "subject 'C' does not occur" in r.stderr and 'Traceback' not in r.stderr
     r = run('--layer', '7', '--out', str(out))
     assert r.returncode == 2 and 'out of range' in r.stderr and 'Traceback' not in r.stderr
+    r = run('--covariance-from', str(tmp_path/'missing'), '--n', '1', '--out', str(out))
+    assert r.returncode == 2 and 'missing: expected texts' in r.stderr and 'Traceback' not in r.stderr, r.stderr
 
 def test_memit_batch_kn_and_modes(tiny):
     m, tok = tiny
@@ -119,3 +176,20 @@ def test_covariance_cache_follows_the_weights(tiny, tmp_path, monkeypatch):
     with torch.no_grad(): m.model.layers[0].mlp.up_proj.weight[0, 0] += 1.0
     try: assert not torch.equal(c1, cached_key_covariance(m, tok, 0, texts))
     finally: h.restore()
+
+def test_rome_in_fp16_with_a_7b_preset_on_a_qwen2_layout():
+    "The Colab path on CPU: a random fp16 Qwen2-layout model, the llama-7b preset, both ROME values; the handle restores the fp16 weights exactly."
+    from knowlm_nb.models import world_tokenizer
+    wt = world_tokenizer()
+    torch.manual_seed(0)
+    cfg = Qwen2Config(vocab_size=len(wt), hidden_size=32, intermediate_size=64, num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=1)
+    m = AutoModelForCausalLM.from_config(cfg).half().eval()
+    w0 = _weights(m)
+    reqs = world_edit_requests(n=2)
+    for spill in (False, True):
+        r = edit(m, wt, reqs, method='rome', preset='llama-7b', layer=1, mode='sequential', spill_aware=spill, steps=3,
+                 n_templates=2, template_length=3, generate=False, progress=False)
+        assert r.handle.changed() == ['model.layers.1.mlp.down_proj.weight'] and r.summary()['variant'].startswith('spill-aware' if spill else 'EasyEdit')
+        assert m.model.layers[1].mlp.down_proj.weight.dtype == torch.float16
+        r.handle.restore()
+        assert all(torch.equal(p, w0[n]) for n, p in m.named_parameters())
