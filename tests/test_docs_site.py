@@ -52,7 +52,8 @@ def open_page(browser, url, viewport=(1300, 1000)):
     page.on('pageerror', lambda e: page.errors.append(f'page error: {e}'))
     page.on('request', lambda r: page.requests.append(r.url))
     page.on('requestfailed', lambda r: page.errors.append(f'request failed: {r.url}'))
-    page.goto(url, wait_until='networkidle')
+    page.goto(url, wait_until='load')  # the whole document parsed (networkidle alone can come first on a long page)
+    page.wait_for_load_state('networkidle')
     return page
 
 
