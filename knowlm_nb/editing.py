@@ -8,11 +8,11 @@ Docs: https://knowlm-nb.github.io/knowlm_nb/editing.html.md"""
 __all__ = ['OPTIONAL_FIELDS', 'LAYER_PATHS', 'MLP_OUT_NAMES', 'CONTEXT_STARTS', 'EDIT_METHODS', 'EDIT_MODES', 'EDIT_PRESETS',
            'PROTOCOL', 'cli_edit', 'EditError', 'check_request', 'world_edit_requests', 'decoder_layers',
            'mlp_output_module', 'weight_out_in', 'answer_separator', 'target_ids', 'subject_last_index',
-           'predicted_tokens', 'token_accuracy', 'generated_match', 'ngram_entropy', 'EditHandle', 'module_io',
-           'context_templates', 'subject_key', 'rome_value', 'rome_direction', 'rome_update', 'apply_update',
-           'key_covariance', 'cached_key_covariance', 'covariance_corpus', 'spill_shares', 'memit_edit', 'ft_edit',
-           'kn_attributions', 'kn_edit', 'ike_demonstrations', 'ike_prefix', 'EditResult', 'edit_hparams', 'edit',
-           'plot_edit_metrics', 'edit_demo', 'zsre_to_request', 'read_edit_requests', 'EditConfig', 'run_edit',
+           'predicted_tokens', 'answer_nll', 'token_accuracy', 'generated_match', 'ngram_entropy', 'EditHandle',
+           'module_io', 'context_templates', 'subject_key', 'rome_value', 'rome_direction', 'rome_update',
+           'apply_update', 'key_covariance', 'cached_key_covariance', 'covariance_corpus', 'spill_shares', 'memit_edit',
+           'ft_edit', 'kn_attributions', 'kn_edit', 'ike_demonstrations', 'ike_prefix', 'EditResult', 'edit_hparams',
+           'edit', 'plot_edit_metrics', 'edit_demo', 'zsre_to_request', 'read_edit_requests', 'EditConfig', 'run_edit',
            'pipeline_edit']
 
 # %% ../nbs/08_editing.ipynb #fc964c36
@@ -108,7 +108,7 @@ def subject_last_index(tok, text:str,  # the text the model reads
     if not hits: raise EditError(f"no token of {text!r} covers the subject {subject!r}")
     return hits[-1]
 
-# %% ../nbs/08_editing.ipynb #bee2ad29
+# %% ../nbs/08_editing.ipynb #2e87354f
 def _forward_logits(model, ids_list:list):
     "Logits of right-padded rows (padding masked)."
     import torch
@@ -127,6 +127,13 @@ def predicted_tokens(model, tok, prompt:str, answer:str)->list:
     a, t = target_ids(tok, prompt, answer)
     with torch.no_grad(): lg = _forward_logits(model, [a + t[:-1]])[0]
     return lg[len(a) - 1:len(a) - 1 + len(t)].argmax(-1).tolist()
+
+def answer_nll(model, tok, prompt:str, answer:str)->float:
+    "Mean negative log-likelihood of the answer's tokens after the prompt, teacher-forced (the loss ROME's value drives down)."
+    import torch
+    a, t = target_ids(tok, prompt, answer)
+    with torch.no_grad(): lp = torch.log_softmax(_forward_logits(model, [a + t[:-1]])[0, len(a) - 1:len(a) - 1 + len(t)].float(), -1)
+    return -float(lp.gather(-1, torch.tensor(t, device=lp.device)[:, None]).mean())
 
 def token_accuracy(model, tok, prompt:str, answer:str,
                    prefix:str=''  # text put before the prompt (IKE's demonstrations)
@@ -387,7 +394,7 @@ def cached_key_covariance(model, tok, layer:int, texts:list, max_len:int=256)->'
         (d/'info.json').write_text(json.dumps({'tokens': n, 'texts': len(texts), 'layer': layer}))
     return load_file(str(cached_build('edit_covariance', key, build)/'cov.safetensors'))['cov']
 
-# %% ../nbs/08_editing.ipynb #a215b97f
+# %% ../nbs/08_editing.ipynb #2f4faaf4
 def covariance_corpus(source,  # texts, a .txt/.jsonl file, or a chunking index (its PREFIX, or PREFIX.idx)
                       tok=None,  # the model's tokenizer (an index's vocabulary is checked against it)
                       max_samples:int|None=None  # keep the first this many documents or samples
@@ -397,7 +404,9 @@ def covariance_corpus(source,  # texts, a .txt/.jsonl file, or a chunking index 
     else:
         from knowlm_nb.chunking import iter_documents, open_index
         p = Path(source)
-        if p.suffix.lower() in ('.txt', '.jsonl') and p.is_file(): items = [t for t, _, _ in iter_documents(p)][:max_samples]
+        if p.suffix.lower() in ('.txt', '.jsonl'):
+            if not p.is_file(): raise EditError(f"{p}: no such file")
+            items = [t for t, _, _ in iter_documents(p)][:max_samples]
         else:
             prefix = p.with_suffix('') if p.suffix in ('.idx', '.bin') else p
             if not prefix.with_name(prefix.name + '.idx').exists(): raise EditError(f"{source}: expected texts, a .txt/.jsonl file or a chunking index (PREFIX.bin + PREFIX.idx)")

@@ -81,7 +81,7 @@ def test_tiny_model_edits(tiny):
 
 def test_spill_aware_value_is_what_the_edited_model_computes(tiny):
     "With spill=(u, k), the NLL the value optimisation reaches on the bare prompt is the edited model's NLL; the rank-one maths is unchanged."
-    from knowlm_nb.editing import rome_value, rome_direction, subject_key, subject_last_index, target_ids, spill_shares
+    from knowlm_nb.editing import rome_value, rome_direction, subject_key, subject_last_index, spill_shares, answer_nll
     m, tok = tiny
     _, mod = mlp_output_module(m, 0)
     for req in world_edit_requests(n=4)[2:]:
@@ -93,9 +93,7 @@ def test_spill_aware_value_is_what_the_edited_model_computes(tiny):
         h = EditHandle(m, ['model.layers.0.mlp.down_proj.weight'])
         try:
             apply_update(m, 0, rome_update(m, 0, k_star, v, prompt_key=k[0]))
-            a, t = target_ids(tok, req['prompt'], req['target_new'])
-            with torch.no_grad(): lp = torch.log_softmax(m(input_ids=torch.tensor([a + t[:-1]])).logits[0, len(a) - 1:].float(), -1)
-            after = -float(lp.gather(-1, torch.tensor(t)[:, None]).mean())
+            after = answer_nll(m, tok, req['prompt'], req['target_new'])
         finally: h.restore()
         assert abs(after - nll) < 2e-3, (req['case_id'], nll, after)
     keys = torch.randn(5, 512)
@@ -125,6 +123,7 @@ def test_covariance_corpus_inputs(tiny, tmp_path):
     assert n == sum(len(x) for x in ids) and C.shape == (512, 512)
     assert covariance_corpus(f) == ['Lanren Works is headquartered in Duvin.', 'Corel is a city in Jolania.']
     with pytest.raises(EditError, match='chunking index'): covariance_corpus(tmp_path/'nothing', tok)
+    with pytest.raises(EditError, match='gone.txt: no such file'): covariance_corpus(tmp_path/'gone.txt')
     empty = tmp_path/'e.txt'
     empty.write_text('')
     with pytest.raises(Exception, match='e.txt'): covariance_corpus(empty)
